@@ -1,0 +1,358 @@
+"""The Python API: `Node.open(home)` and the verbs the CLI offers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from . import keys as keymod
+from .chunker import ChunkParams
+from .errors import HomeError, NotFoundError, StorageError, UsageError
+from .home import Config, Home, HomeLock, check_name, default_home
+from .index import Index, Manifest
+from .ingest import Ingest, PutResult
+from .packs import LocalPacks
+from .restore import FileReader, read_range, read_verified
+from .units import is_hash, parse_hash
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class NameEntry:
+    """One entry of the name directory."""
+
+    name: str
+    file_id: bytes
+    size: int
+
+
+class _HomeOrFile:
+    """`Node.open(home)` on the class, `node.open(ref)` on an instance."""
+
+    def __init__(self, on_class: classmethod, on_instance: Callable):
+        self.on_class, self.on_instance = on_class, on_instance
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Callable:
+        if obj is None:
+            return self.on_class.__get__(None, objtype)
+        return self.on_instance.__get__(obj, objtype)
+
+
+class Node:
+    """A Mosaic node opened on its home folder. Use as a context manager or call close()."""
+
+    def __init__(self, home: Home, config: Config, master: bytes):
+        self.home = home
+        self.config = config
+        self.keys = keymod.derive_keys(master)
+        self.chunk_params = ChunkParams(config.chunk_min, config.chunk_avg, config.chunk_max,
+                                        seed=self.keys.chunker_seed).validate()
+        self.index = Index(home.index_dir)
+        self.local = LocalPacks(home)
+        self.pool = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="mosaic-work")
+        self._hub = None
+        self._touched: set[bytes] = set()
+        self.bad_copies: list[tuple[bytes, str]] = []
+
+    # ---- lifecycle ---------------------------------------------------------
+    @classmethod
+    def init(cls, home: str | Path | None = None, *, passphrase: str | None = None,
+             no_passphrase: bool = False, key_file: str | Path | None = None,
+             key_file_passphrase: str | None = None, chunk_min: int | None = None,
+             chunk_avg: int | None = None, chunk_max: int | None = None,
+             pack_size: int | None = None, cache_capacity: int | None = None) -> Node:
+        """Create a node home: config, index, local store and the sealed master key."""
+        h = Home(Path(home) if home else default_home())
+        if h.exists():
+            raise HomeError(f"{h.root} is already a Mosaic node")
+        if h.root.exists() and any(h.root.iterdir()):
+            raise HomeError(f"{h.root} exists and is not empty")
+        if not no_passphrase and not passphrase:
+            raise UsageError("a passphrase is required (or use --no-passphrase)")
+        defaults = ChunkParams()
+        if key_file is not None:
+            doc = keymod.read_key_file(Path(key_file))
+            kp = key_file_passphrase if key_file_passphrase is not None else passphrase
+            master = keymod.unseal(doc, kp if keymod.is_sealed(doc) else None)
+            sizes = doc.get("params", {}).get("chunking", {})
+            if chunk_min or chunk_avg or chunk_max:
+                raise UsageError("chunk sizes come from the key file when joining with --key-file")
+            chunk_min, chunk_avg, chunk_max = sizes.get("min"), sizes.get("avg"), sizes.get("max")
+            if not all(isinstance(x, int) for x in (chunk_min, chunk_avg, chunk_max)):
+                raise UsageError("the key file does not carry chunk sizes")
+        else:
+            master = keymod.new_master_key()
+        avg = chunk_avg or defaults.avg_size
+        params = ChunkParams(chunk_min or min(defaults.min_size, avg // 2) if not chunk_min else chunk_min,
+                             avg, chunk_max or max(defaults.max_size, avg * 4)).validate()
+        cfg = Config(chunk_min=params.min_size, chunk_avg=params.avg_size, chunk_max=params.max_size)
+        if pack_size is not None:
+            cfg = Config(**{**cfg.__dict__, "pack_size": pack_size})
+        if cache_capacity is not None:
+            cfg = Config(**{**cfg.__dict__, "cache_capacity": cache_capacity})
+        h.create_dirs()
+        keymod.write_key_file(h.key_path, keymod.seal(master, None if no_passphrase else passphrase,
+                                                      {"chunking": params.sizes()}))
+        h.write_config(cfg)
+        return cls(h, cfg, master)
+
+    @classmethod
+    def open_home(cls, home: str | Path | None = None, *, passphrase: str | None = None) -> Node:
+        """Open an initialised node; the passphrase defaults to $MOSAIC_PASSPHRASE."""
+        h = Home(Path(home) if home else default_home())
+        h.require()
+        cfg = h.read_config()
+        doc = keymod.read_key_file(h.key_path)
+        if passphrase is None:
+            passphrase = os.environ.get("MOSAIC_PASSPHRASE")
+        master = keymod.unseal(doc, passphrase)
+        return cls(h, cfg, master)
+
+    def close(self) -> None:
+        """Flush access times, stop workers and backends, close the index."""
+        if self._touched:
+            try:
+                self.index.touch_packs(self._touched)
+            except StorageError:
+                pass
+            self._touched.clear()
+        if self._hub is not None:
+            self._hub.close()
+            self._hub = None
+        self.pool.shutdown(wait=True)
+        self.local.close()
+        self.index.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def hub(self):  # noqa: ANN201 - BackendHub, imported lazily
+        """The backend hub (started on first use); None without backends."""
+        if self._hub is None and self.config.backends:
+            from .remote import BackendHub
+            self._hub = BackendHub(self.config.backends, {})
+        return self._hub
+
+    # ---- resolving ---------------------------------------------------------
+    def resolve(self, ref: str) -> Manifest:
+        """A hash or a name -> its manifest; NotFoundError or UsageError otherwise."""
+        if is_hash(ref.lower()) and len(ref) == 64:
+            m = self.index.get_manifest(bytes.fromhex(ref.lower()))
+            if m is not None:
+                return m
+        try:
+            name = check_name(ref)
+        except UsageError:
+            name = None
+        if name is not None:
+            fid = self.index.resolve_name(name)
+            if fid is not None:
+                m = self.index.get_manifest(fid)
+                if m is not None:
+                    return m
+        if is_hash(ref.lower()):
+            raise NotFoundError(f"unknown hash: {ref.lower()}")
+        if len(ref) >= 16 and all(c in "0123456789abcdefABCDEF" for c in ref):
+            raise UsageError(f"malformed hash: {ref!r} (expected 64 hex digits) and no such name")
+        raise NotFoundError(f"no such name: {ref}")
+
+    # ---- put ---------------------------------------------------------------
+    def put(self, source: str | Path | bytes | BinaryIO, name: str | None = None,
+            progress: Progress | None = None) -> PutResult:
+        """Store a file (path), bytes or a binary stream; returns once durable."""
+        with self.ingest(progress) as ing:
+            res = ing.put_source(source, name)
+        return res
+
+    def ingest(self, progress: Progress | None = None) -> IngestSession:
+        """A put session for many files: `with node.ingest() as s: s.put_source(...)`."""
+        return IngestSession(self, progress)
+
+    # ---- get ---------------------------------------------------------------
+    def read(self, ref: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The file's bytes as chunks; a full read checks the whole-file hash."""
+        m = self.resolve(ref)
+        if offset == 0 and length is None:
+            return read_verified(self, m)
+        return read_range(self, m, offset, length)
+
+    def get(self, ref: str, dest: str | Path | BinaryIO | None = None, offset: int = 0,
+            length: int | None = None, progress: Progress | None = None) -> bytes | int:
+        """Bytes of a file: returned (dest None), written to a stream, or to a path atomically."""
+        chunks = self.read(ref, offset, length)
+        if dest is None:
+            return b"".join(chunks)
+        if hasattr(dest, "write"):
+            n = 0
+            for c in chunks:
+                dest.write(c)  # type: ignore[union-attr]
+                n += len(c)
+                if progress:
+                    progress(len(c))
+            return n
+        return write_atomically(Path(dest), chunks, progress)
+
+    def open_file(self, ref: str) -> FileReader:
+        """A seekable binary read stream over a stored file."""
+        return FileReader(self, self.resolve(ref))
+
+    #: `Node.open(home)` opens a node; `node.open(ref)` opens a stored file.
+    open = _HomeOrFile(open_home, open_file)
+
+    def exists(self, file_hash: str) -> bool:
+        """True if the node knows the file and has a record of every chunk."""
+        fid = parse_hash(file_hash)
+        with self.index.read() as txn:
+            m = self.index.get_manifest(fid, txn)
+            return m is not None and all(self.index.get_chunk(c, txn) is not None for c, _ in m.chunks)
+
+    # ---- names -------------------------------------------------------------
+    def ls(self, prefix: str = "") -> list[NameEntry]:
+        """Names under `prefix` (a string prefix), sorted, with file sizes."""
+        out = []
+        with self.index.read() as txn:
+            for name, fid, _ in self.index.iter_names(prefix, txn):
+                m = self.index.get_manifest(fid, txn)
+                out.append(NameEntry(name, fid, m.size if m else -1))
+        return out
+
+    def names_under(self, prefix: str) -> list[NameEntry]:
+        """Names equal to `prefix` or inside it as a folder."""
+        p = check_name(prefix)
+        return [e for e in self.ls(p) if e.name == p or e.name.startswith(p + "/")]
+
+    def rm(self, ref: str) -> list[str]:
+        """Remove a name (and the file once its last name is gone), or a file by hash."""
+        with HomeLock(self.home, exclusive=False), self.index.write() as txn:
+            if is_hash(ref) and self.index.get_manifest(bytes.fromhex(ref), txn) is not None:
+                fid = bytes.fromhex(ref)
+                names = self.index.names_of(fid, txn)
+                self.index.remove_manifest(txn, fid)
+                return names
+            name = check_name(ref)
+            fid = self.index.unset_name(txn, name)
+            if fid is None:
+                raise NotFoundError(f"no such name: {name}")
+            if not self.index.names_of(fid, txn):
+                self.index.remove_manifest(txn, fid)
+            return [name]
+
+    def mv(self, old: str, new: str) -> None:
+        """Rename: `new` points at what `old` pointed at; `old` is removed."""
+        o, n = check_name(old), check_name(new)
+        with self.index.write() as txn:
+            fid = self.index.unset_name(txn, o)
+            if fid is None:
+                raise NotFoundError(f"no such name: {o}")
+            self.index.set_name(txn, n, fid)  # a replaced file stays reachable by its hash
+
+    # ---- chunk sources (used by restore) -----------------------------------
+    def has_local_pack(self, pid: bytes) -> bool:
+        """True if the pack is in the local store."""
+        return self.local.has(pid)
+
+    def remote_copies(self, pid: bytes, offset: int, length: int) -> Iterator[tuple[bytes, str]]:
+        """Ranges of a pack from each backend that holds it, best first."""
+        rec = self.index.get_pack(pid)
+        if rec is None or not rec.locations or self.hub is None:
+            return
+        from backends.errors import BackendError
+        for b in rec.locations:
+            if b not in self.hub.backends:
+                continue
+            try:
+                yield self.hub.get_range(b, pid, offset, length), b
+            except BackendError as e:
+                self.bad_copies.append((pid, f"{b}: {e}"))
+
+    def note_bad_copy(self, pid: bytes, where: str) -> None:
+        """Remember a corrupt or missing copy (repaired by `mosaic repair`)."""
+        self.bad_copies.append((pid, where))
+
+    def touch(self, pids: set[bytes]) -> None:
+        """Note local reads of packs, flushed to the index at close (LRU)."""
+        self._touched |= pids
+
+
+class IngestSession:
+    """Context manager around `Ingest` that holds the shared home lock."""
+
+    def __init__(self, node: Node, progress: Progress | None):
+        self.node, self.progress = node, progress
+        self.lock = HomeLock(node.home, exclusive=False)
+        self.ing: Ingest | None = None
+        self.results: list[PutResult] = []
+
+    def __enter__(self) -> IngestSession:
+        self.lock.__enter__()
+        self.ing = Ingest(self.node, self.progress)
+        return self
+
+    def put_source(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> PutResult:
+        """Add one file; durable when the session closes."""
+        assert self.ing is not None
+        names = (check_name(name),) if name else ()
+        if isinstance(source, bytes | bytearray | memoryview):
+            import io
+            res = self.ing.put_stream(io.BytesIO(bytes(source)), names)
+        elif isinstance(source, str | Path):
+            try:
+                with open(source, "rb") as f:
+                    res = self.ing.put_stream(f, names)
+            except FileNotFoundError:
+                raise NotFoundError(f"no such file: {source}") from None
+            except IsADirectoryError:
+                raise UsageError(f"{source} is a directory (use -r)") from None
+            except PermissionError:
+                raise UsageError(f"permission denied: {source}") from None
+        else:
+            res = self.ing.put_stream(source, names)
+        self.results.append(res)
+        return res
+
+    def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> None:
+        assert self.ing is not None
+        try:
+            if et is None:
+                self.ing.close()
+                from .uploads import upload_pending
+                upload_pending(self.node)
+            else:
+                self.ing.abort()
+        finally:
+            self.lock.__exit__()
+
+
+def write_atomically(dest: Path, chunks: Iterator[bytes], progress: Progress | None = None) -> int:
+    """Write chunks to `dest` via a temp file in the same folder; nothing is left on error."""
+    if dest.is_dir():
+        raise UsageError(f"{dest} is a directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.mosaic-{os.getpid()}")
+    n = 0
+    try:
+        with open(tmp, "wb") as f:
+            for c in chunks:
+                f.write(c)
+                n += len(c)
+                if progress:
+                    progress(len(c))
+        os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == 28:
+            raise StorageError(f"disk full while writing {dest}") from None
+        raise StorageError(f"cannot write {dest}: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n

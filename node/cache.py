@@ -1,0 +1,149 @@
+"""The local store as a cache: usage, LRU trimming, and warming from backends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import IntegrityError, StorageError
+from .home import HomeLock
+from .index import PackRecord, pack_from
+from .packs import pack_id_of, parse_pack
+from .units import parse_hash
+
+if TYPE_CHECKING:
+    from .api import Node
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """Capacity and use of the local store."""
+
+    capacity: int
+    used: int
+    local_packs: int
+    evictable_bytes: int
+
+    @property
+    def usage_ratio(self) -> float:
+        """used / capacity."""
+        return self.used / self.capacity if self.capacity else 0.0
+
+
+def cache_info(node: Node) -> CacheInfo:
+    """How full the local store is, and how much of it is safely stored elsewhere."""
+    used = n = evictable = 0
+    with node.index.read() as txn:
+        for _, v in node.index.iter_table("packs", txn):
+            r = pack_from(v)
+            if r.local:
+                used += r.size
+                n += 1
+                if r.locations:
+                    evictable += r.size
+    return CacheInfo(node.config.cache_capacity, used, n, evictable)
+
+
+def trim(node: Node, to: int | None = None) -> tuple[int, int]:
+    """Evict least-recently-used local packs that a backend holds; returns (packs, bytes)."""
+    target = node.config.cache_capacity if to is None else to
+    idx = node.index
+    with HomeLock(node.home, exclusive=False):
+        with idx.read() as txn:
+            local = []
+            used = 0
+            for k, v in idx.iter_table("packs", txn):
+                r = pack_from(v)
+                if r.local:
+                    used += r.size
+                    if r.locations:
+                        local.append((idx.atime(k, txn) or r.created_ns, k, r))
+        local.sort()
+        evicted = freed = 0
+        for _, pid, r in local:
+            if used <= target:
+                break
+            with idx.write() as txn:
+                idx.put_pack(txn, pid, PackRecord(r.size, r.n_chunks, False, r.locations, r.created_ns))
+            node.local.delete(pid)
+            used -= r.size
+            evicted += 1
+            freed += r.size
+    return evicted, freed
+
+
+def cached_fraction(node: Node, fids: list[bytes]) -> float:
+    """Share of the files' stored bytes whose pack is in the local store."""
+    total = local = 0
+    with node.index.read() as txn:
+        for fid in fids:
+            m = node.index.get_manifest(fid, txn)
+            for cid, _ in (m.chunks if m else ()):
+                r = node.index.get_chunk(cid, txn)
+                if r is None:
+                    continue
+                total += r.stored_len
+                if node.local.has(r.pack_id):
+                    local += r.stored_len
+    return local / total if total else 1.0
+
+
+def warm(node: Node, hashes: list[str] | None, progress=None) -> dict:  # noqa: ANN001
+    """Make every chunk of these files (all if None) local, fetching packs in parallel."""
+    idx = node.index
+    with idx.read() as txn:
+        fids = list(idx.iter_manifest_ids(txn)) if hashes is None else [parse_hash(h) for h in hashes]
+        for fid in fids:
+            if idx.get_manifest(fid, txn) is None:
+                from .errors import NotFoundError
+                raise NotFoundError(f"unknown hash: {fid.hex()}")
+    before = cached_fraction(node, fids)
+    need: dict[bytes, list[str]] = {}
+    with idx.read() as txn:
+        for fid in fids:
+            m = idx.get_manifest(fid, txn)
+            for cid, _ in m.chunks if m else ():
+                r = idx.get_chunk(cid, txn)
+                if r is None or r.pack_id in need or node.local.has(r.pack_id):
+                    continue
+                p = idx.get_pack(r.pack_id, txn)
+                need[r.pack_id] = list(p.locations) if p else []
+    errors: list[str] = []
+    fetched = [0, 0]
+    if need:
+        if node.hub is None:
+            raise StorageError(f"{len(need)} packs are not local and no backend is configured")
+        with HomeLock(node.home, exclusive=False):
+            def done(pid: bytes, data: bytes | None, where: str, errs: list[str]) -> bool:
+                if data is None:
+                    errors.append(f"pack {pid.hex()[:16]}: " + ("; ".join(errs) or "no backend holds it"))
+                    return False
+                try:
+                    if pack_id_of(data) != pid:
+                        raise IntegrityError("content does not match its ID")
+                    parse_pack(node.keys.pack_index, data)
+                except IntegrityError as e:
+                    errs.append(f"{where}: {e}")
+                    node.note_bad_copy(pid, where)
+                    return False
+                node.local.write(pid, data)
+                with idx.write() as txn:
+                    r = idx.get_pack(pid, txn)
+                    if r is not None:
+                        idx.put_pack(txn, pid, PackRecord(len(data), r.n_chunks or len(parse_pack(
+                            node.keys.pack_index, data)), True, r.locations, r.created_ns))
+                    txn.put(pid, time.time_ns().to_bytes(8, "little"), db=idx.db["atime"])
+                fetched[0] += 1
+                fetched[1] += len(data)
+                if progress:
+                    progress(len(data))
+                return True
+
+            node.hub.fetch_many(list(need.items()), done)
+    after = cached_fraction(node, fids)
+    if errors:
+        raise StorageError(f"warm incomplete ({after:.0%} cached): {errors[0]}"
+                           + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    return {"files": len(fids), "packs_fetched": fetched[0], "bytes_fetched": fetched[1],
+            "cached_before": before, "cached_after": after}

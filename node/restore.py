@@ -1,0 +1,187 @@
+"""Getting files out: read chunks (local packs first, then backends), check, reassemble.
+
+Every chunk is authenticated and ID-checked on the way out; a full read also
+checks the whole-file BLAKE3. A corrupt local copy is not the end: every other
+copy (each backend holding the pack) is tried before the read fails, and the
+error names the chunk and every place it came from.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from . import codec
+from .errors import IntegrityError, NotFoundError, StorageError
+from .index import ChunkRecord, Manifest
+
+if TYPE_CHECKING:
+    from .api import Node
+
+BATCH_BYTES = 2 << 20
+MAX_INFLIGHT = 6
+
+Item = tuple[bytes, int, ChunkRecord]  # chunk_id, plain_len, record
+
+
+def chunk_records(node: Node, m: Manifest, start: int = 0, end: int | None = None) -> list[Item]:
+    """The chunk records for chunks [start, end) of a manifest, in one read txn."""
+    items: list[Item] = []
+    with node.index.read() as txn:
+        for cid, n in m.chunks[start:end]:
+            r = node.index.get_chunk(cid, txn)
+            if r is None:
+                raise NotFoundError(f"chunk {cid.hex()[:16]} of file {m.file_id.hex()[:16]} is unknown to this node")
+            items.append((cid, n, r))
+    return items
+
+
+def _decode_one(node: Node, cid: bytes, n: int, r: ChunkRecord, raw: bytes | None,
+                local_err: str | None) -> bytes:
+    keys = node.keys
+    tried: list[str] = []
+    if raw is not None:
+        try:
+            return codec.decode(keys.chunk_enc, keys.chunk_id, cid, raw, n, where="local store")
+        except IntegrityError as e:
+            tried.append(str(e))
+            node.note_bad_copy(r.pack_id, "local")
+    elif local_err:
+        tried.append(local_err)
+    for blob, where in node.remote_copies(r.pack_id, r.offset, r.stored_len):
+        try:
+            return codec.decode(keys.chunk_enc, keys.chunk_id, cid, blob, n, where=f"backend {where}")
+        except IntegrityError as e:
+            tried.append(str(e))
+            node.note_bad_copy(r.pack_id, where)
+    if not tried:
+        raise StorageError(f"chunk {cid.hex()[:16]} (pack {r.pack_id.hex()[:16]}) is not stored "
+                           "locally and no backend holds it")
+    raise IntegrityError(f"chunk {cid.hex()[:16]} is unreadable from every copy: " + "; ".join(tried))
+
+
+def decode_batch(node: Node, items: list[Item]) -> list[bytes]:
+    """Read and decode a run of chunks; adjacent objects of one local pack are read at once."""
+    out: list[bytes] = []
+    i = 0
+    while i < len(items):
+        cid, n, r = items[i]
+        j, end = i + 1, r.offset + r.stored_len
+        while j < len(items) and items[j][2].pack_id == r.pack_id and items[j][2].offset == end:
+            end += items[j][2].stored_len
+            j += 1
+        raw: memoryview | None = None
+        local_err = None
+        if node.has_local_pack(r.pack_id):
+            try:
+                raw = memoryview(node.local.read(r.pack_id, r.offset, end - r.offset))
+            except (OSError, IntegrityError) as e:
+                local_err = f"local pack {r.pack_id.hex()[:16]}: {e}"
+        for cid, n, rec in items[i:j]:
+            part = None
+            if raw is not None:
+                part = raw[rec.offset - r.offset: rec.offset - r.offset + rec.stored_len]
+            out.append(_decode_one(node, cid, n, rec, part, local_err))
+        i = j
+    return out
+
+
+def iter_plain(node: Node, items: list[Item]) -> Iterator[bytes]:
+    """Decoded chunk data in order, decoded on the worker pool with bounded read-ahead."""
+    pending: deque[Future] = deque()
+    batch: list[Item] = []
+    size = 0
+    try:
+        for it in items:
+            batch.append(it)
+            size += it[1]
+            if size >= BATCH_BYTES:
+                pending.append(node.pool.submit(decode_batch, node, batch))
+                batch, size = [], 0
+                while len(pending) >= MAX_INFLIGHT:
+                    yield from pending.popleft().result()
+        if batch:
+            pending.append(node.pool.submit(decode_batch, node, batch))
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+    node.touch({r.pack_id for _, _, r in items})
+
+
+def read_range(node: Node, m: Manifest, offset: int, length: int | None) -> Iterator[bytes]:
+    """The bytes [offset, offset+length) of a file, reading only the chunks needed."""
+    if offset < 0 or (length is not None and length < 0):
+        raise StorageError("offset and length must not be negative")
+    end = m.size if length is None else min(m.size, offset + length)
+    if offset >= end:
+        return
+    offs = m.offsets()
+    first = bisect.bisect_right(offs, offset) - 1
+    last = bisect.bisect_left(offs, end)
+    pos = offs[first]
+    for data in iter_plain(node, chunk_records(node, m, first, last)):
+        lo, hi = max(offset - pos, 0), min(end - pos, len(data))
+        if lo < hi:
+            yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+        pos += len(data)
+
+
+def read_verified(node: Node, m: Manifest) -> Iterator[bytes]:
+    """The whole file, checking the whole-file BLAKE3 at the end (IntegrityError if off)."""
+    h = codec.file_id_hasher()
+    total = 0
+    for data in iter_plain(node, chunk_records(node, m)):
+        h.update(data)
+        total += len(data)
+        yield data
+    if total != m.size or h.digest() != m.file_id:
+        raise IntegrityError(f"file {m.file_id.hex()} does not match its hash after reassembly")
+
+
+class FileReader(io.RawIOBase):
+    """A seekable read stream over a stored file (`Node.open`)."""
+
+    def __init__(self, node: Node, m: Manifest):
+        self.node, self.m = node, m
+        self.offs = m.offsets()
+        self.pos = 0
+        self._cache: tuple[int, bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.m.size}[whence]
+        if base + pos < 0:
+            raise ValueError("negative seek position")
+        self.pos = base + pos
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def _chunk(self, i: int) -> bytes:
+        if self._cache is None or self._cache[0] != i:
+            items = chunk_records(self.node, self.m, i, i + 1)
+            self._cache = (i, decode_batch(self.node, items)[0])
+        return self._cache[1]
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.pos >= self.m.size or len(b) == 0:
+            return 0
+        i = bisect.bisect_right(self.offs, self.pos) - 1
+        data = self._chunk(i)
+        lo = self.pos - self.offs[i]
+        n = min(len(b), len(data) - lo)
+        b[:n] = data[lo:lo + n]
+        self.pos += n
+        return n
