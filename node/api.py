@@ -220,7 +220,7 @@ class Node:
         """Names under `prefix` (a string prefix), sorted, with file sizes."""
         out = []
         with self.index.read() as txn:
-            for name, fid, _ in self.index.iter_names(prefix, txn):
+            for name, fid in self.index.iter_names(prefix, txn):
                 m = self.index.get_manifest(fid, txn)
                 out.append(NameEntry(name, fid, m.size if m else -1))
         return out
@@ -242,7 +242,7 @@ class Node:
             fid = self.index.unset_name(txn, name)
             if fid is None:
                 raise NotFoundError(f"no such name: {name}")
-            if not self.index.names_of(fid, txn):
+            if self.index.name_count(txn, fid) == 0:
                 self.index.remove_manifest(txn, fid)
             return [name]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .errors import IntegrityError, StorageError
 from .home import HomeLock
-from .index import PackRecord, pack_from
+from .index import PackRecord
 from .packs import pack_id_of, parse_pack
 from .units import parse_hash
 
@@ -35,8 +35,7 @@ def cache_info(node: Node) -> CacheInfo:
     """How full the local store is, and how much of it is safely stored elsewhere."""
     used = n = evictable = 0
     with node.index.read() as txn:
-        for _, v in node.index.iter_table("packs", txn):
-            r = pack_from(v)
+        for _, r in node.index.iter_packs(txn):
             if r.local:
                 used += r.size
                 n += 1
@@ -53,8 +52,7 @@ def trim(node: Node, to: int | None = None) -> tuple[int, int]:
         with idx.read() as txn:
             local = []
             used = 0
-            for k, v in idx.iter_table("packs", txn):
-                r = pack_from(v)
+            for k, r in idx.iter_packs(txn):
                 if r.local:
                     used += r.size
                     if r.locations:

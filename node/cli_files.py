@@ -11,7 +11,7 @@ from .api import Node, write_atomically
 from .errors import MosaicError, NotFoundError, UsageError
 from .home import check_name
 from .output import Output
-from .units import format_size, parse_hash
+from .units import format_size
 
 
 def open_node(args: argparse.Namespace) -> Node:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import threading
 
 import blake3
-import nacl.bindings as sodium
-import nacl.exceptions
 import nacl.utils
 import zstandard
 
+from . import aead
 from .errors import IntegrityError
 
 FORMAT_VERSION = 1
@@ -67,7 +66,7 @@ def _aad(version: int, comp: int, cid: bytes) -> bytes:
     return _AAD_PREFIX + bytes((version, comp)) + cid
 
 
-def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
+def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytearray:
     """Compress (unless that does not shrink it) and encrypt one chunk into a stored object."""
     comp = COMP_RAW
     payload: bytes | memoryview = data
@@ -76,13 +75,15 @@ def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DE
         if len(z) < len(data):
             comp, payload = COMP_ZSTD, z
     nonce = nacl.utils.random(24)
-    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        bytes(payload), _aad(FORMAT_VERSION, comp, cid), nonce, enc_key)
-    return bytes((FORMAT_VERSION, comp)) + nonce + ct
+    out = bytearray(HEADER_SIZE + len(payload) + TAG_SIZE)
+    out[0], out[1] = FORMAT_VERSION, comp
+    out[2:HEADER_SIZE] = nonce
+    aead.encrypt_into(out, HEADER_SIZE, payload, _aad(FORMAT_VERSION, comp, cid), nonce, enc_key)
+    return out
 
 
 def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
-           plain_len: int | None = None, where: str = "") -> bytes:
+           plain_len: int | None = None, where: str = "") -> bytes | bytearray:
     """Authenticate, decrypt, decompress and ID-check one stored object.
 
     Raises IntegrityError (naming the chunk and `where` it came from) on any
@@ -95,11 +96,9 @@ def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
     version, comp = blob[0], blob[1]
     if version != FORMAT_VERSION or comp not in (COMP_RAW, COMP_ZSTD):
         raise IntegrityError(f"{label} has an unknown format ({version}/{comp})")
-    try:
-        payload = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            bytes(blob[HEADER_SIZE:]), _aad(version, comp, cid), bytes(blob[2:HEADER_SIZE]), enc_key)
-    except nacl.exceptions.CryptoError:
-        raise IntegrityError(f"{label} failed authentication (corrupt or tampered)") from None
+    payload = aead.decrypt(blob[HEADER_SIZE:], _aad(version, comp, cid), bytes(blob[2:HEADER_SIZE]),
+                           enc_key, label)
+    data: bytes | bytearray
     if comp == COMP_ZSTD:
         try:
             limit = plain_len if plain_len is not None else 64 << 20

@@ -1,15 +1,20 @@
 """The LMDB index: manifests, chunk records, packs, names and queues.
 
-Every multi-record change happens in one write transaction. Record layouts
+Every multi-record change happens in one write transaction. Files and packs
+get small sequential numbers so that the many rows that point at them (names,
+chunk records) store a few bytes instead of a 32-byte ID. Record layouts
 (msgpack arrays; see docs/format.md):
 
-    manifests  file_id(32)      -> [size, created_ns, chunk_table]   chunk_table = n x (id 32 B + len u32 LE)
-    chunks     chunk_id(32)     -> [pack_id, offset, stored_len, plain_len, refcount]
-    packs      pack_id(32)      -> [size, n_chunks, local, [backend names], created_ns]
-    atime      pack_id(32)      -> last local read, ns (u64 LE), for LRU eviction
-    names      name (utf-8)     -> [file_id, set_ns]
-    fnames     file_id + name   -> b""   (reverse lookup)
-    uploads    pack_id + backend name -> b""   (durable upload queue)
+    manifests  file_id(32)       -> [file_no, size, created_ns, chunk_table, n_names]
+                                    chunk_table = n x (chunk id 32 B + length u32 LE)
+    files      file_no (u64 BE)  -> file_id
+    chunks     chunk_id(32)      -> [pack_no, offset, stored_len, plain_len, refcount]
+    packs      pack_id(32)       -> [pack_no, size, n_chunks, local, [backend names], created_ns]
+    packnos    pack_no (u64 BE)  -> pack_id
+    atime      pack_id(32)       -> last local read, ns (u64 LE), for LRU eviction
+    names      first name of a block -> zstd(msgpack [[name, file_no], ...])  (namestore.py)
+    uploads    pack_id + backend name -> b""   (the durable upload queue)
+    meta       b"schema", b"next_file", b"next_pack" -> counters
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import lmdb
 import msgpack
 
 from .errors import HomeError, StorageError
+from .namestore import NameStore
 
 SCHEMA_VERSION = 1
 _ENTRY = struct.Struct("<32sI")
 _U64 = struct.Struct("<Q")
+_BE64 = struct.Struct(">Q")
 MAP_SIZE = 1 << 40  # virtual; the file grows only as pages are used
 
 
@@ -89,59 +96,27 @@ def _unpack(b: bytes) -> list:
     return msgpack.unpackb(b, raw=False)
 
 
-def manifest_value(m: Manifest) -> bytes:
-    """The LMDB value for a manifest."""
-    return _pack([m.size, m.created_ns, encode_chunk_table(m.chunks)])
-
-
-def manifest_from(fid: bytes, v: bytes) -> Manifest:
-    """Decode a manifests-table value."""
-    size, created, table = _unpack(v)
-    return Manifest(fid, size, created, decode_chunk_table(table))
-
-
-def chunk_value(r: ChunkRecord) -> bytes:
-    """The LMDB value for a chunk record."""
-    return _pack([r.pack_id, r.offset, r.stored_len, r.plain_len, r.refcount])
-
-
-def chunk_from(v: bytes) -> ChunkRecord:
-    """Decode a chunks-table value."""
-    return ChunkRecord(*_unpack(v))
-
-
-def pack_value(r: PackRecord) -> bytes:
-    """The LMDB value for a pack record."""
-    return _pack([r.size, r.n_chunks, r.local, list(r.locations), r.created_ns])
-
-
-def pack_from(v: bytes) -> PackRecord:
-    """Decode a packs-table value."""
-    size, n, local, locs, created = _unpack(v)
-    return PackRecord(size, n, local, tuple(locs), created)
-
-
 class Index:
     """The node's LMDB environment and its named tables."""
 
-    TABLES = ("meta", "manifests", "chunks", "packs", "atime", "names", "fnames", "uploads")
+    TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads")
 
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path):
         try:
             self.env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=16, subdir=True,
-                                 readonly=readonly, lock=True, metasync=True, sync=True,
-                                 max_readers=256, readahead=False)
+                                 lock=True, metasync=True, sync=True, max_readers=256,
+                                 readahead=False)
         except lmdb.Error as e:
             raise HomeError(f"cannot open the index at {path}: {e}") from None
-        self.db = {t: self.env.open_db(t.encode()) for t in self.TABLES} if not readonly else {
-            t: self.env.open_db(t.encode(), create=False) for t in self.TABLES}
-        if not readonly:
-            with self.write() as txn:
-                cur = txn.get(b"schema", db=self.db["meta"])
-                if cur is None:
-                    txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=self.db["meta"])
-                elif int(cur) != SCHEMA_VERSION:
-                    raise HomeError(f"index schema {int(cur)} is not supported by this version")
+        self.db = {t: self.env.open_db(t.encode()) for t in self.TABLES}
+        with self.write() as txn:
+            cur = txn.get(b"schema", db=self.db["meta"])
+            if cur is None:
+                txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=self.db["meta"])
+            elif int(cur) != SCHEMA_VERSION:
+                raise HomeError(f"index schema {int(cur)} is not supported by this version")
+        self.names = NameStore(self.db["names"])
+        self._pid_by_no: dict[int, bytes] = {}
 
     def close(self) -> None:
         """Close the environment."""
@@ -155,83 +130,30 @@ class Index:
         """A read-only transaction."""
         return self.env.begin(write=False, buffers=False)
 
-    # ---- reads -------------------------------------------------------------
+    def _next(self, txn: lmdb.Transaction, counter: bytes) -> int:
+        v = txn.get(counter, db=self.db["meta"])
+        n = _U64.unpack(v)[0] if v else 1
+        txn.put(counter, _U64.pack(n + 1), db=self.db["meta"])
+        return n
+
+    # ---- files -------------------------------------------------------------
     def get_manifest(self, fid: bytes, txn: lmdb.Transaction | None = None) -> Manifest | None:
         """The manifest for a file ID, or None."""
-        t = txn or self.read()
-        v = t.get(fid, db=self.db["manifests"])
-        return manifest_from(fid, v) if v is not None else None
+        v = (txn or self.read()).get(fid, db=self.db["manifests"])
+        if v is None:
+            return None
+        _, size, created, table, _ = _unpack(v)
+        return Manifest(fid, size, created, decode_chunk_table(table))
 
     def has_manifest(self, fid: bytes) -> bool:
         """True if the file ID is known."""
         with self.read() as t:
             return t.get(fid, db=self.db["manifests"]) is not None
 
-    def get_chunk(self, cid: bytes, txn: lmdb.Transaction | None = None) -> ChunkRecord | None:
-        """The chunk record, or None."""
-        t = txn or self.read()
-        v = t.get(cid, db=self.db["chunks"])
-        return chunk_from(v) if v is not None else None
-
-    def has_chunk(self, cid: bytes) -> bool:
-        """True if a chunk record exists (its pack is durable)."""
-        with self.env.begin(db=self.db["chunks"]) as t:
-            return t.get(cid) is not None
-
-    def get_pack(self, pid: bytes, txn: lmdb.Transaction | None = None) -> PackRecord | None:
-        """The pack record, or None."""
-        t = txn or self.read()
-        v = t.get(pid, db=self.db["packs"])
-        return pack_from(v) if v is not None else None
-
-    def resolve_name(self, name: str, txn: lmdb.Transaction | None = None) -> bytes | None:
-        """The file ID a name points at, or None."""
-        t = txn or self.read()
-        v = t.get(name.encode("utf-8"), db=self.db["names"])
-        return _unpack(v)[0] if v is not None else None
-
-    def names_of(self, fid: bytes, txn: lmdb.Transaction | None = None) -> list[str]:
-        """Every name that points at a file ID."""
-        t = txn or self.read()
-        out = []
-        cur = t.cursor(db=self.db["fnames"])
-        if cur.set_range(fid):
-            for k in cur.iternext(values=False):
-                if not k.startswith(fid):
-                    break
-                out.append(k[32:].decode("utf-8"))
-        return out
-
-    def iter_names(self, prefix: str = "", txn: lmdb.Transaction | None = None
-                   ) -> Iterator[tuple[str, bytes, int]]:
-        """(name, file_id, set_ns) for names starting with `prefix`, sorted."""
-        t = txn or self.read()
-        p = prefix.encode("utf-8")
-        cur = t.cursor(db=self.db["names"])
-        if not cur.set_range(p):
-            return
-        for k, v in cur.iternext():
-            if not k.startswith(p):
-                break
-            fid, set_ns = _unpack(v)
-            yield k.decode("utf-8"), fid, set_ns
-
     def iter_manifest_ids(self, txn: lmdb.Transaction | None = None) -> Iterator[bytes]:
         """Every file ID, sorted."""
-        t = txn or self.read()
-        yield from t.cursor(db=self.db["manifests"]).iternext(values=False)
+        yield from (txn or self.read()).cursor(db=self.db["manifests"]).iternext(values=False)
 
-    def iter_table(self, table: str, txn: lmdb.Transaction | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Raw (key, value) pairs of a table."""
-        t = txn or self.read()
-        yield from t.cursor(db=self.db[table]).iternext()
-
-    def count(self, table: str) -> int:
-        """Number of entries in a table."""
-        with self.read() as t:
-            return t.stat(self.db[table])["entries"]
-
-    # ---- writes (inside a caller's write txn) ------------------------------
     def add_manifest(self, txn: lmdb.Transaction, m: Manifest) -> bool:
         """Add a manifest and take a reference on each distinct chunk; False if it existed.
 
@@ -242,11 +164,14 @@ class Index:
         for cid in {c for c, _ in m.chunks}:
             v = txn.get(cid, db=self.db["chunks"])
             if v is None:
-                raise StorageError(f"internal: chunk {cid.hex()[:16]} has no record")
-            r = chunk_from(v)
-            txn.put(cid, chunk_value(ChunkRecord(r.pack_id, r.offset, r.stored_len, r.plain_len,
-                                                 r.refcount + 1)), db=self.db["chunks"])
-        txn.put(m.file_id, manifest_value(m), db=self.db["manifests"])
+                raise StorageError(f"chunk {cid.hex()[:16]} was not stored; put again")
+            row = _unpack(v)
+            row[4] += 1
+            txn.put(cid, _pack(row), db=self.db["chunks"])
+        no = self._next(txn, b"next_file")
+        txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks), 0]),
+                db=self.db["manifests"])
+        txn.put(_BE64.pack(no), m.file_id, db=self.db["files"], append=True)
         return True
 
     def remove_manifest(self, txn: lmdb.Transaction, fid: bytes) -> bool:
@@ -254,49 +179,171 @@ class Index:
         v = txn.get(fid, db=self.db["manifests"])
         if v is None:
             return False
-        m = manifest_from(fid, v)
-        for cid in {c for c, _ in m.chunks}:
+        no, _, _, table, n_names = _unpack(v)
+        for cid in {c for c, _ in decode_chunk_table(table)}:
             cv = txn.get(cid, db=self.db["chunks"])
             if cv is not None:
-                r = chunk_from(cv)
-                txn.put(cid, chunk_value(ChunkRecord(r.pack_id, r.offset, r.stored_len, r.plain_len,
-                                                     max(0, r.refcount - 1))), db=self.db["chunks"])
-        for name in self.names_of(fid, txn):
-            self.unset_name(txn, name)
+                row = _unpack(cv)
+                row[4] = max(0, row[4] - 1)
+                txn.put(cid, _pack(row), db=self.db["chunks"])
+        if n_names:
+            self.names.update(txn, [(n, None) for n in self.names_of(fid, txn)])
         txn.delete(fid, db=self.db["manifests"])
+        txn.delete(_BE64.pack(no), db=self.db["files"])
         return True
+
+    def _file_no(self, txn: lmdb.Transaction, fid: bytes) -> int | None:
+        v = txn.get(fid, db=self.db["manifests"])
+        return _unpack(v)[0] if v is not None else None
+
+    def _file_id(self, txn: lmdb.Transaction, no: int) -> bytes | None:
+        return txn.get(_BE64.pack(no), db=self.db["files"])
+
+    def name_count(self, txn: lmdb.Transaction, fid: bytes) -> int:
+        """How many names point at a file."""
+        v = txn.get(fid, db=self.db["manifests"])
+        return _unpack(v)[4] if v is not None else 0
+
+    def _bump_names(self, txn: lmdb.Transaction, fid: bytes, delta: int) -> None:
+        v = txn.get(fid, db=self.db["manifests"])
+        if v is not None:
+            row = _unpack(v)
+            row[4] = max(0, row[4] + delta)
+            txn.put(fid, _pack(row), db=self.db["manifests"])
+
+    # ---- names -------------------------------------------------------------
+    def resolve_name(self, name: str, txn: lmdb.Transaction | None = None) -> bytes | None:
+        """The file ID a name points at, or None."""
+        t = txn or self.read()
+        no = self.names.get(t, name)
+        return self._file_id(t, no) if no is not None else None
+
+    def iter_names(self, prefix: str = "", txn: lmdb.Transaction | None = None
+                   ) -> Iterator[tuple[str, bytes]]:
+        """(name, file_id) for names starting with `prefix`, sorted."""
+        t = txn or self.read()
+        for name, no in self.names.iter(t, prefix):
+            fid = self._file_id(t, no)
+            if fid is not None:
+                yield name, fid
+
+    def names_of(self, fid: bytes, txn: lmdb.Transaction | None = None) -> list[str]:
+        """Every name that points at a file ID (scans the name blocks)."""
+        t = txn or self.read()
+        no = self._file_no(t, fid)
+        return [n for n, x in self.names.iter(t) if x == no] if no is not None else []
+
+    def set_names(self, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
+                  ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Point names at file IDs (None removes); returns (name, old, new) per real change."""
+        numbered: list[tuple[str, int | None]] = []
+        for name, fid in changes:
+            if fid is None:
+                numbered.append((name, None))
+                continue
+            no = self._file_no(txn, fid)
+            if no is None:
+                raise StorageError(f"internal: name points at unknown file {fid.hex()[:16]}")
+            numbered.append((name, no))
+        out = []
+        for name, old, new in self.names.update(txn, numbered):
+            old_fid = self._file_id(txn, old) if old is not None else None
+            new_fid = self._file_id(txn, new) if new is not None else None
+            if old_fid is not None:
+                self._bump_names(txn, old_fid, -1)
+            if new_fid is not None:
+                self._bump_names(txn, new_fid, +1)
+            out.append((name, old_fid, new_fid))
+        return out
 
     def set_name(self, txn: lmdb.Transaction, name: str, fid: bytes) -> bytes | None:
         """Point `name` at `fid`; returns the file ID it pointed at before, if any."""
-        k = name.encode("utf-8")
-        old = txn.get(k, db=self.db["names"])
-        old_fid = _unpack(old)[0] if old is not None else None
-        if old_fid == fid:
-            return old_fid
-        if old_fid is not None:
-            txn.delete(old_fid + k, db=self.db["fnames"])
-        txn.put(k, _pack([fid, time.time_ns()]), db=self.db["names"])
-        txn.put(fid + k, b"", db=self.db["fnames"])
-        return old_fid
+        done = self.set_names(txn, [(name, fid)])
+        return done[0][1] if done else fid
 
     def unset_name(self, txn: lmdb.Transaction, name: str) -> bytes | None:
         """Remove a name; returns the file ID it pointed at, or None."""
-        k = name.encode("utf-8")
-        old = txn.get(k, db=self.db["names"])
-        if old is None:
-            return None
-        fid = _unpack(old)[0]
-        txn.delete(k, db=self.db["names"])
-        txn.delete(fid + k, db=self.db["fnames"])
-        return fid
+        done = self.set_names(txn, [(name, None)])
+        return done[0][1] if done else None
 
-    def put_chunk_if_absent(self, txn: lmdb.Transaction, cid: bytes, r: ChunkRecord) -> bool:
-        """Record a chunk unless another writer recorded it first."""
-        return txn.put(cid, chunk_value(r), db=self.db["chunks"], overwrite=False)
+    # ---- chunks ------------------------------------------------------------
+    def _pid(self, txn: lmdb.Transaction, no: int) -> bytes:
+        pid = self._pid_by_no.get(no)
+        if pid is None:
+            pid = txn.get(_BE64.pack(no), db=self.db["packnos"])
+            if pid is None:
+                raise StorageError(f"index damaged: pack number {no} is unknown")
+            self._pid_by_no[no] = pid
+        return pid
+
+    def _pack_no(self, txn: lmdb.Transaction, pid: bytes) -> int:
+        v = txn.get(pid, db=self.db["packs"])
+        if v is None:
+            raise StorageError(f"internal: pack {pid.hex()[:16]} has no record")
+        return _unpack(v)[0]
+
+    def get_chunk(self, cid: bytes, txn: lmdb.Transaction | None = None) -> ChunkRecord | None:
+        """The chunk record, or None."""
+        t = txn or self.read()
+        v = t.get(cid, db=self.db["chunks"])
+        if v is None:
+            return None
+        no, off, slen, plen, ref = _unpack(v)
+        return ChunkRecord(self._pid(t, no), off, slen, plen, ref)
+
+    def has_chunk(self, cid: bytes) -> bool:
+        """True if a chunk record exists (its pack is durable)."""
+        with self.env.begin(db=self.db["chunks"]) as t:
+            return t.get(cid) is not None
+
+    def put_chunk(self, txn: lmdb.Transaction, cid: bytes, r: ChunkRecord, overwrite: bool = True) -> bool:
+        """Record a chunk (its pack must have a record); False if it existed and not overwriting."""
+        row = [self._pack_no(txn, r.pack_id), r.offset, r.stored_len, r.plain_len, r.refcount]
+        return txn.put(cid, _pack(row), db=self.db["chunks"], overwrite=overwrite)
+
+    def delete_chunk(self, txn: lmdb.Transaction, cid: bytes) -> None:
+        """Drop a chunk record."""
+        txn.delete(cid, db=self.db["chunks"])
+
+    def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkRecord]]:
+        """Every (chunk_id, record)."""
+        for k, v in txn.cursor(db=self.db["chunks"]).iternext():
+            no, off, slen, plen, ref = _unpack(v)
+            yield k, ChunkRecord(self._pid(txn, no), off, slen, plen, ref)
+
+    # ---- packs -------------------------------------------------------------
+    def get_pack(self, pid: bytes, txn: lmdb.Transaction | None = None) -> PackRecord | None:
+        """The pack record, or None."""
+        v = (txn or self.read()).get(pid, db=self.db["packs"])
+        if v is None:
+            return None
+        _, size, n, local, locs, created = _unpack(v)
+        return PackRecord(size, n, local, tuple(locs), created)
 
     def put_pack(self, txn: lmdb.Transaction, pid: bytes, r: PackRecord) -> None:
-        """Create or replace a pack record."""
-        txn.put(pid, pack_value(r), db=self.db["packs"])
+        """Create or replace a pack record (a new pack gets the next pack number)."""
+        v = txn.get(pid, db=self.db["packs"])
+        if v is not None:
+            no = _unpack(v)[0]
+        else:
+            no = self._next(txn, b"next_pack")
+            txn.put(_BE64.pack(no), pid, db=self.db["packnos"], append=True)
+        txn.put(pid, _pack([no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]),
+                db=self.db["packs"])
+
+    def delete_pack(self, txn: lmdb.Transaction, pid: bytes) -> None:
+        """Drop a pack record (its chunk records must be gone or moved)."""
+        v = txn.get(pid, db=self.db["packs"])
+        if v is not None:
+            txn.delete(_BE64.pack(_unpack(v)[0]), db=self.db["packnos"])
+            txn.delete(pid, db=self.db["packs"])
+        txn.delete(pid, db=self.db["atime"])
+
+    def iter_packs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, PackRecord]]:
+        """Every (pack_id, record)."""
+        for k, v in txn.cursor(db=self.db["packs"]).iternext():
+            _, size, n, local, locs, created = _unpack(v)
+            yield k, PackRecord(size, n, local, tuple(locs), created)
 
     def touch_packs(self, pids: set[bytes]) -> None:
         """Record a local read of these packs (for LRU eviction)."""
@@ -311,6 +358,25 @@ class Index:
         """Last local read of a pack (0 if never)."""
         v = txn.get(pid, db=self.db["atime"])
         return _U64.unpack(v)[0] if v else 0
+
+    # ---- upload queue ------------------------------------------------------
+    def queue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
+        """Queue a pack for upload to a backend."""
+        txn.put(pid + backend.encode(), b"", db=self.db["uploads"])
+
+    def dequeue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
+        """Remove a queued upload."""
+        txn.delete(pid + backend.encode(), db=self.db["uploads"])
+
+    def iter_uploads(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, str]]:
+        """(pack_id, backend) of every queued upload."""
+        for k in txn.cursor(db=self.db["uploads"]).iternext(values=False):
+            yield k[:32], k[32:].decode()
+
+    def count(self, table: str) -> int:
+        """Number of rows in a table."""
+        with self.read() as t:
+            return t.stat(self.db[table])["entries"]
 
 
 class _WriteTxn:
@@ -335,7 +401,8 @@ class _WriteTxn:
             except lmdb.MapFullError:
                 raise StorageError("index is full") from None
             except lmdb.Error as e:
-                raise StorageError(f"index commit failed: {e}") from None
+                msg = "disk full" if "No space" in str(e) else str(e)
+                raise StorageError(f"index commit failed: {msg}") from None
         else:
             self.txn.abort()
             if isinstance(ev, lmdb.Error):

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from . import codec
 from .chunker import chunk_stream
-from .errors import StorageError
 from .index import ChunkRecord, Manifest, PackRecord
 from .packs import PackWriter, SealedPack
 
@@ -157,17 +156,15 @@ class Ingest:
                 idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries),
                                                              True, (), time.time_ns()))
                 for e in sealed.entries:
-                    idx.put_chunk_if_absent(txn, e.chunk_id, ChunkRecord(
-                        sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0))
+                    idx.put_chunk(txn, e.chunk_id, ChunkRecord(
+                        sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0), overwrite=False)
                 for b in backends:
-                    txn.put(sealed.pack_id + b.encode(), b"", db=idx.db["uploads"])
+                    idx.queue_upload(txn, sealed.pack_id, b)
+            changes: list[tuple[str, bytes | None]] = []
             for m, names in manifests:
-                for cid, _ in m.chunks:
-                    if txn.get(cid, db=idx.db["chunks"]) is None:
-                        raise StorageError(f"chunk {cid.hex()[:16]} was not stored; put again")
                 idx.add_manifest(txn, m)
-                for n in names:
-                    idx.set_name(txn, n, m.file_id)
+                changes += [(n, m.file_id) for n in names]
+            idx.set_names(txn, changes)
         if sealed is not None:
             self.sealed.append(sealed)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .errors import IntegrityError, MosaicError
 from .home import HomeLock
-from .index import ChunkRecord, PackRecord, chunk_from, pack_from
+from .index import ChunkRecord, PackRecord
 from .packs import PackWriter
 from .restore import read_verified
 
@@ -44,11 +44,10 @@ def gc(node: Node, dry_run: bool = False, repack_threshold: float = 0.0) -> GcRe
         dead: dict[bytes, list[tuple[bytes, ChunkRecord]]] = defaultdict(list)
         live: dict[bytes, list[tuple[bytes, ChunkRecord]]] = defaultdict(list)
         with idx.read() as txn:
-            for k, v in idx.iter_table("chunks", txn):
-                r = chunk_from(v)
+            for k, r in idx.iter_chunks(txn):
                 (dead if r.refcount <= 0 else live)[r.pack_id].append((k, r))
-            packs = {k: pack_from(v) for k, v in idx.iter_table("packs", txn)}
-        for pid, items in dead.items():
+            packs = dict(idx.iter_packs(txn))
+        for items in dead.values():
             rep.dead_chunks += len(items)
             rep.dead_bytes += sum(r.stored_len for _, r in items)
         for f in node.home.tmp_dir.iterdir():
@@ -66,9 +65,8 @@ def gc(node: Node, dry_run: bool = False, repack_threshold: float = 0.0) -> GcRe
             if not live.get(pid):
                 with idx.write() as txn:
                     for cid, _ in items:
-                        txn.delete(cid, db=idx.db["chunks"])
-                    txn.delete(pid, db=idx.db["packs"])
-                    txn.delete(pid, db=idx.db["atime"])
+                        idx.delete_chunk(txn, cid)
+                    idx.delete_pack(txn, pid)
                 _delete_pack_everywhere(node, pid, prec)
                 rep.packs_deleted += 1
                 rep.bytes_freed += prec.size if prec else 0
@@ -109,24 +107,18 @@ def _repack(node: Node, pid: bytes, prec: PackRecord, live: list[tuple[bytes, Ch
         raise
     where = {e.chunk_id: e for e in sealed.entries}
     with idx.write() as txn:
-        for cid, r in live:
-            e = where[cid]
-            txn.put(cid, _chunk_val(ChunkRecord(sealed.pack_id, e.offset, e.stored_len, r.plain_len,
-                                                r.refcount)), db=idx.db["chunks"])
-        for cid in dead:
-            txn.delete(cid, db=idx.db["chunks"])
         idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries), True, (),
                                                      time.time_ns()))
+        for cid, r in live:
+            e = where[cid]
+            idx.put_chunk(txn, cid, ChunkRecord(sealed.pack_id, e.offset, e.stored_len, r.plain_len,
+                                                r.refcount))
+        for cid in dead:
+            idx.delete_chunk(txn, cid)
         for b in prec.locations:
-            txn.put(sealed.pack_id + b.encode(), b"", db=idx.db["uploads"])
-        txn.delete(pid, db=idx.db["packs"])
-        txn.delete(pid, db=idx.db["atime"])
+            idx.queue_upload(txn, sealed.pack_id, b)
+        idx.delete_pack(txn, pid)
     _delete_pack_everywhere(node, pid, prec)
-
-
-def _chunk_val(r: ChunkRecord) -> bytes:
-    from .index import chunk_value
-    return chunk_value(r)
 
 
 def _sweep_orphans(node: Node) -> None:

@@ -20,7 +20,6 @@ import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import blake3
 import msgpack

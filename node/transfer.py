@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from protocol.manifest_json import Dump, DumpFile, DumpLocation, ManifestFormatError, encode_dump, parse_dump
+from protocol.manifest_json import (
+    Dump,
+    DumpFile,
+    DumpLocation,
+    ManifestFormatError,
+    encode_dump,
+    parse_dump,
+)
 
 from .errors import ImportFormatError, NotFoundError
 from .index import ChunkRecord, Manifest, PackRecord
@@ -22,11 +29,16 @@ def export(node: Node, hashes: list[str] | None) -> str:
     locations: dict[bytes, DumpLocation] = {}
     with idx.read() as txn:
         fids = list(idx.iter_manifest_ids(txn)) if hashes is None else [parse_hash(h) for h in hashes]
+        wanted = set(fids)
+        names_by_file: dict[bytes, list[str]] = {}
+        for name, fid in idx.iter_names("", txn):
+            if fid in wanted:
+                names_by_file.setdefault(fid, []).append(name)
         for fid in fids:
             m = idx.get_manifest(fid, txn)
             if m is None:
                 raise NotFoundError(f"unknown hash: {fid.hex()}")
-            files.append(DumpFile(fid, tuple(idx.names_of(fid, txn)), m.size, m.created_ns, m.chunks))
+            files.append(DumpFile(fid, tuple(names_by_file.get(fid, ())), m.size, m.created_ns, m.chunks))
             for cid, _ in m.chunks:
                 if cid in locations:
                     continue
@@ -66,7 +78,6 @@ def import_(node: Node, text: str | bytes) -> dict[str, int]:
                 if idx.get_chunk(cid, txn) is not None:
                     continue
                 loc = dump.locations[cid]
-                idx.put_chunk_if_absent(txn, cid, ChunkRecord(loc.pack, loc.offset, loc.stored_length, n, 0))
                 stats["new_chunks"] += 1
                 prev = idx.get_pack(loc.pack, txn)
                 locs = tuple(sorted(set(loc.backends) | set(prev.locations if prev else ())))
@@ -74,10 +85,9 @@ def import_(node: Node, text: str | bytes) -> dict[str, int]:
                     idx.put_pack(txn, loc.pack, PackRecord(
                         prev.size if prev else 0, prev.n_chunks if prev else 0,
                         node.local.has(loc.pack), locs, prev.created_ns if prev else time.time_ns()))
+                idx.put_chunk(txn, cid, ChunkRecord(loc.pack, loc.offset, loc.stored_length, n, 0), overwrite=False)
             if idx.add_manifest(txn, Manifest(f.file_id, f.size, f.created_ns, f.chunks)):
                 stats["new_files"] += 1
-            for name in f.names:
-                if idx.resolve_name(name, txn) != f.file_id:
-                    idx.set_name(txn, name, f.file_id)
-                    stats["names"] += 1
+        changes = [(name, f.file_id) for f in dump.files for name in f.names]
+        stats["names"] = len(idx.set_names(txn, changes))
     return stats

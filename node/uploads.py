@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def pending_uploads(node: Node) -> list[tuple[bytes, str]]:
     """(pack_id, backend name) of every queued upload."""
     with node.index.read() as txn:
-        return [(k[:32], k[32:].decode()) for k, _ in node.index.iter_table("uploads", txn)]
+        return list(node.index.iter_uploads(txn))
 
 
 def upload_pending(node: Node, raise_on_error: bool = True) -> tuple[int, list[str]]:
@@ -37,7 +37,7 @@ def upload_pending(node: Node, raise_on_error: bool = True) -> tuple[int, list[s
     if stale:
         with node.index.write() as txn:
             for p, b in stale:
-                txn.delete(p + b.encode(), db=node.index.db["uploads"])
+                node.index.dequeue_upload(txn, p, b)
     jobs = [(b, p, _loader(node, p)) for p, b in queue if b in configured]
 
     def done(bname: str, pid: bytes, err: BaseException | None) -> None:
@@ -51,7 +51,7 @@ def upload_pending(node: Node, raise_on_error: bool = True) -> tuple[int, list[s
             if bname not in rec.locations:
                 idx.put_pack(txn, pid, PackRecord(rec.size, rec.n_chunks, rec.local,
                                                   tuple(sorted({*rec.locations, bname})), rec.created_ns))
-            txn.delete(pid + bname.encode(), db=idx.db["uploads"])
+            idx.dequeue_upload(txn, pid, bname)
         done_count += 1
 
     if jobs and hub is not None:

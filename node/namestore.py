@@ -1,0 +1,121 @@
+"""The name directory (path -> file ID), stored as compressed sorted blocks in LMDB.
+
+A flat LMDB table with one row per name costs ~200 bytes a name (long shared
+path prefixes, half-full B-tree pages). Here names live in sorted blocks of up
+to BLOCK_MAX entries, each block one LMDB row keyed by its first name and
+compressed with zstd, which folds the shared prefixes away (~40 bytes a name,
+most of it the 32-byte file ID). Invariants: blocks are non-empty, sorted,
+non-overlapping, and each is keyed by its first name.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+
+import lmdb
+import msgpack
+import zstandard
+
+BLOCK_MAX = 128
+_cctx = zstandard.ZstdCompressor(level=3)
+_dctx = zstandard.ZstdDecompressor()
+
+Entry = tuple[str, bytes]  # (name, file_id)
+
+
+def _decode(v: bytes) -> list[list]:
+    return msgpack.unpackb(_dctx.decompress(v), raw=False)
+
+
+def _encode(entries: list[list]) -> bytes:
+    return _cctx.compress(msgpack.packb(entries, use_bin_type=True))
+
+
+class NameStore:
+    """Names in compressed blocks inside one LMDB table."""
+
+    def __init__(self, db: lmdb._Database):
+        self.db = db
+
+    def _find(self, cur: lmdb.Cursor, key: bytes) -> bytes | None:
+        """The key of the block that holds (or would hold) `key`; None if empty."""
+        if cur.set_range(key):
+            if cur.key() == key:
+                return cur.key()
+            if cur.prev():
+                return cur.key()
+            cur.first()
+            return cur.key()
+        if cur.last():
+            return cur.key()
+        return None
+
+    def get(self, txn: lmdb.Transaction, name: str) -> bytes | None:
+        """The file ID `name` points at, or None."""
+        cur = txn.cursor(db=self.db)
+        bkey = self._find(cur, name.encode("utf-8"))
+        if bkey is None:
+            return None
+        entries = _decode(cur.value())
+        i = bisect.bisect_left(entries, [name])
+        if i < len(entries) and entries[i][0] == name:
+            return entries[i][1]
+        return None
+
+    def update(self, txn: lmdb.Transaction, changes: Iterable[tuple[str, bytes | None]]
+               ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Set (file ID) or remove (None) many names; returns (name, old, new) for real changes."""
+        items = sorted(dict(changes).items())
+        out: list[tuple[str, bytes | None, bytes | None]] = []
+        cur = txn.cursor(db=self.db)
+        i = 0
+        while i < len(items):
+            bkey = self._find(cur, items[i][0].encode("utf-8"))
+            entries: list[list] = _decode(cur.value()) if bkey is not None else []
+            nxt = cur.key() if bkey is not None and cur.next() else None
+            j = i
+            while j < len(items) and (nxt is None or items[j][0].encode("utf-8") < nxt):
+                j += 1
+            changed = False
+            for name, fid in items[i:j]:
+                k = bisect.bisect_left(entries, [name])
+                old = entries[k][1] if k < len(entries) and entries[k][0] == name else None
+                if old == fid:
+                    continue
+                changed = True
+                out.append((name, old, fid))
+                if fid is None:
+                    del entries[k]
+                elif old is None:
+                    entries.insert(k, [name, fid])
+                else:
+                    entries[k][1] = fid
+            if changed:
+                if bkey is not None:
+                    txn.delete(bkey, db=self.db)
+                for s in range(0, len(entries), BLOCK_MAX):
+                    part = entries[s:s + BLOCK_MAX]
+                    txn.put(part[0][0].encode("utf-8"), _encode(part), db=self.db)
+            i = j
+        return out
+
+    def iter(self, txn: lmdb.Transaction, prefix: str = "") -> Iterator[Entry]:
+        """(name, file_id) for names starting with `prefix`, in order."""
+        cur = txn.cursor(db=self.db)
+        bkey = self._find(cur, prefix.encode("utf-8"))
+        if bkey is None:
+            return
+        while True:
+            for name, fid in _decode(cur.value()):
+                if name < prefix:
+                    continue
+                if not name.startswith(prefix):
+                    return
+                yield name, fid
+            if not cur.next():
+                return
+
+    def count(self, txn: lmdb.Transaction) -> int:
+        """Number of names (reads every block)."""
+        return sum(len(_decode(v)) for v in txn.cursor(db=self.db).iternext(keys=False))
