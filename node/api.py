@@ -255,19 +255,55 @@ class Node:
                 raise NotFoundError(f"no such name: {o}")
             self.index.set_name(txn, n, fid)  # a replaced file stays reachable by its hash
 
+    # ---- whole-node verbs ---------------------------------------------------
+    def _refs(self, refs: list[str] | None) -> list[str] | None:
+        return None if refs is None else [self.resolve(r).file_id.hex() for r in refs]
+
+    def export(self, refs: list[str] | None = None) -> str:
+        """The JSON manifest dump of these files (hashes or names; all if None)."""
+        from .transfer import export
+        return export(self, self._refs(refs))
+
+    def import_(self, dump: str | bytes) -> dict[str, int]:
+        """Load a JSON manifest dump, all or nothing; returns counts."""
+        from .transfer import import_
+        return import_(self, dump)
+
+    def warm(self, refs: list[str] | None = None, progress: Progress | None = None) -> dict:
+        """Make every chunk of these files (all if None) local, fetching from backends."""
+        from .cache import warm
+        return warm(self, self._refs(refs), progress)
+
+    def verify(self, refs: list[str] | None = None, progress: Progress | None = None):  # noqa: ANN201
+        """Read back and check files (all if None); returns a VerifyReport."""
+        from .maintenance import verify
+        fids = None if refs is None else [self.resolve(r).file_id for r in refs]
+        return verify(self, fids, progress)
+
+    def gc(self, dry_run: bool = False):  # noqa: ANN201
+        """Remove unreferenced chunks; returns a GcReport."""
+        from .maintenance import gc
+        return gc(self, dry_run=dry_run)
+
+    def stat(self, ref: str) -> dict:
+        """Size, chunks, stored bytes, dedup saving, cached fraction and locations."""
+        from .maintenance import file_stat
+        return file_stat(self, self.resolve(ref).file_id)
+
     # ---- chunk sources (used by restore) -----------------------------------
     def has_local_pack(self, pid: bytes) -> bool:
         """True if the pack is in the local store."""
         return self.local.has(pid)
 
-    def remote_copies(self, pid: bytes, offset: int, length: int) -> Iterator[tuple[bytes, str]]:
-        """Ranges of a pack from each backend that holds it, best first."""
+    def remote_copies(self, pid: bytes, offset: int, length: int,
+                      skip: set[str] | None = None) -> Iterator[tuple[bytes, str]]:
+        """Ranges of a pack from each backend that holds it (except `skip`), best first."""
         rec = self.index.get_pack(pid)
         if rec is None or not rec.locations or self.hub is None:
             return
         from backends.errors import BackendError
         for b in rec.locations:
-            if b not in self.hub.backends:
+            if b not in self.hub.backends or (skip and b in skip):
                 continue
             try:
                 yield self.hub.get_range(b, pid, offset, length), b

@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         _fail(out, f"{msg}{where}", code)
         return code
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if os.environ.get("MOSAIC_DEBUG"):
+            raise
+        _fail(out, f"internal error: {type(e).__name__}: {e} (set MOSAIC_DEBUG=1 for details)", 70)
+        return 70
 
 
 def _fail(out: Output, msg: str, code: int) -> None:

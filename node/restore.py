@@ -41,18 +41,19 @@ def chunk_records(node: Node, m: Manifest, start: int = 0, end: int | None = Non
 
 
 def _decode_one(node: Node, cid: bytes, n: int, r: ChunkRecord, raw: bytes | None,
-                local_err: str | None) -> bytes:
+                local_err: str | None, first_where: str = "local store") -> bytes:
     keys = node.keys
     tried: list[str] = []
     if raw is not None:
         try:
-            return codec.decode(keys.chunk_enc, keys.chunk_id, cid, raw, n, where="local store")
+            return codec.decode(keys.chunk_enc, keys.chunk_id, cid, raw, n, where=first_where)
         except IntegrityError as e:
             tried.append(str(e))
-            node.note_bad_copy(r.pack_id, "local")
+            node.note_bad_copy(r.pack_id, first_where)
     elif local_err:
         tried.append(local_err)
-    for blob, where in node.remote_copies(r.pack_id, r.offset, r.stored_len):
+    skip = {first_where[len("backend "):]} if raw is not None and first_where.startswith("backend ") else set()
+    for blob, where in node.remote_copies(r.pack_id, r.offset, r.stored_len, skip):
         try:
             return codec.decode(keys.chunk_enc, keys.chunk_id, cid, blob, n, where=f"backend {where}")
         except IntegrityError as e:
@@ -64,8 +65,25 @@ def _decode_one(node: Node, cid: bytes, n: int, r: ChunkRecord, raw: bytes | Non
     raise IntegrityError(f"chunk {cid.hex()[:16]} is unreadable from every copy: " + "; ".join(tried))
 
 
+def _read_run(node: Node, pid: bytes, start: int, length: int
+              ) -> tuple[memoryview | None, str | None, str]:
+    """A contiguous range of one pack: from the local store, else the first backend that has it.
+
+    Returns (bytes or None, error text or None, where the bytes came from).
+    """
+    if node.has_local_pack(pid):
+        try:
+            return memoryview(node.local.read(pid, start, length)), None, "local store"
+        except (OSError, IntegrityError) as e:
+            return None, f"local pack {pid.hex()[:16]}: {e}", ""
+    for blob, where in node.remote_copies(pid, start, length):
+        if len(blob) == length:
+            return memoryview(blob), None, f"backend {where}"
+    return None, None, ""
+
+
 def decode_batch(node: Node, items: list[Item]) -> list[bytes]:
-    """Read and decode a run of chunks; adjacent objects of one local pack are read at once."""
+    """Read and decode a run of chunks; adjacent objects of one pack are read with one request."""
     out: list[bytes] = []
     i = 0
     while i < len(items):
@@ -74,18 +92,12 @@ def decode_batch(node: Node, items: list[Item]) -> list[bytes]:
         while j < len(items) and items[j][2].pack_id == r.pack_id and items[j][2].offset == end:
             end += items[j][2].stored_len
             j += 1
-        raw: memoryview | None = None
-        local_err = None
-        if node.has_local_pack(r.pack_id):
-            try:
-                raw = memoryview(node.local.read(r.pack_id, r.offset, end - r.offset))
-            except (OSError, IntegrityError) as e:
-                local_err = f"local pack {r.pack_id.hex()[:16]}: {e}"
+        raw, err, where = _read_run(node, r.pack_id, r.offset, end - r.offset)
         for cid, n, rec in items[i:j]:
             part = None
             if raw is not None:
                 part = raw[rec.offset - r.offset: rec.offset - r.offset + rec.stored_len]
-            out.append(_decode_one(node, cid, n, rec, part, local_err))
+            out.append(_decode_one(node, cid, n, rec, part, err, where))
         i = j
     return out
 

@@ -1,0 +1,34 @@
+# Mosaic developer tasks. `pip install -e '.[test]'` brings `just` itself (rust-just).
+
+corpus := "../bench-corpus"
+
+# install Mosaic in editable mode with the test tools and system test dependencies
+setup:
+    pip install -e '.[test]'
+    bash tools/install-test-deps.sh
+
+# the whole test suite
+test *ARGS:
+    python -m pytest -q {{ARGS}}
+
+# ruff
+lint:
+    ruff check .
+
+# benchmarks against restic and borg on the shared corpora (builds them if missing)
+bench *ARGS:
+    test -d {{corpus}}/big || bash ../shared/bench/make-corpus.sh {{corpus}}
+    python tools/bench.py --corpus {{corpus}} --work /tmp/mosaic-bench {{ARGS}}
+
+# a short tour on a throwaway node
+demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export MOSAIC_HOME=$(mktemp -d)
+    mosaic init --no-passphrase
+    mosaic put README.md
+    cp README.md /tmp/mosaic-demo-copy.md && echo "one more line" >> /tmp/mosaic-demo-copy.md
+    mosaic put /tmp/mosaic-demo-copy.md --name copy.md
+    mosaic ls
+    mosaic stat copy.md
+    mosaic get README.md - | head -n 5
