@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,12 +15,13 @@ from .chunker import ChunkParams
 from .errors import HomeError, NotFoundError, StorageError, UsageError
 from .home import Config, Home, HomeLock, check_name, default_home
 from .index import Index, Manifest
-from .ingest import Ingest, PutResult
+from .ingest import Ingest, PendingPut, PutResult
 from .packs import LocalPacks
 from .restore import FileReader, read_range, read_verified
 from .units import is_hash, parse_hash
 
 Progress = Callable[[int], None]
+SMALL_RESTORE = 4 << 20  # files up to this size are restored several at a time
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,8 @@ class Node:
             progress: Progress | None = None) -> PutResult:
         """Store a file (path), bytes or a binary stream; returns once durable."""
         with self.ingest(progress) as ing:
-            res = ing.put_source(source, name)
-        return res
+            pending = ing.put_source(source, name)
+        return pending.result()
 
     def ingest(self, progress: Progress | None = None) -> IngestSession:
         """A put session for many files: `with node.ingest() as s: s.put_source(...)`."""
@@ -200,6 +202,27 @@ class Node:
                     progress(len(c))
             return n
         return write_atomically(Path(dest), chunks, progress)
+
+    def get_many(self, items: list[tuple[str, Path]], progress: Progress | None = None) -> int:
+        """Restore many files to paths; small files are restored several at a time."""
+        from concurrent.futures import ThreadPoolExecutor as Pool
+
+        from .restore import read_small_verified
+        manifests = [(self.resolve(ref), Path(dest)) for ref, dest in items]
+        small = [(m, d) for m, d in manifests if m.size <= SMALL_RESTORE]
+        large = [(m, d) for m, d in manifests if m.size > SMALL_RESTORE]
+
+        def one(m: Manifest, d: Path) -> int:
+            return write_atomically(d, iter(read_small_verified(self, m)), progress)
+
+        total = 0
+        with Pool(2, thread_name_prefix="mosaic-restore") as pool:
+            futs = [pool.submit(one, m, d) for m, d in small]
+            for m, d in large:
+                total += write_atomically(d, read_verified(self, m), progress)
+            for f in futs:
+                total += f.result()
+        return total
 
     def open_file(self, ref: str) -> FileReader:
         """A seekable binary read stream over a stored file."""
@@ -326,24 +349,26 @@ class IngestSession:
         self.node, self.progress = node, progress
         self.lock = HomeLock(node.home, exclusive=False)
         self.ing: Ingest | None = None
-        self.results: list[PutResult] = []
+        self.pending: list[PendingPut] = []
 
     def __enter__(self) -> IngestSession:
         self.lock.__enter__()
         self.ing = Ingest(self.node, self.progress)
         return self
 
-    def put_source(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> PutResult:
-        """Add one file; durable when the session closes."""
+    def put_source(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> PendingPut:
+        """Queue one file; its result is final (and durable) once the session closes."""
         assert self.ing is not None
         names = (check_name(name),) if name else ()
         if isinstance(source, bytes | bytearray | memoryview):
             import io
-            res = self.ing.put_stream(io.BytesIO(bytes(source)), names)
+            res = self.ing.put_stream(io.BytesIO(bytes(source)), names, len(source))
         elif isinstance(source, str | Path):
             try:
                 with open(source, "rb") as f:
-                    res = self.ing.put_stream(f, names)
+                    st = os.fstat(f.fileno())
+                    regular = stat.S_ISREG(st.st_mode)
+                    res = self.ing.put_stream(f, names, st.st_size if regular else None)
             except FileNotFoundError:
                 raise NotFoundError(f"no such file: {source}") from None
             except IsADirectoryError:
@@ -352,8 +377,13 @@ class IngestSession:
                 raise UsageError(f"permission denied: {source}") from None
         else:
             res = self.ing.put_stream(source, names)
-        self.results.append(res)
+        self.pending.append(res)
         return res
+
+    @property
+    def results(self) -> list[PutResult]:
+        """Every file's result, once the session has closed."""
+        return [p.result() for p in self.pending]
 
     def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> None:
         assert self.ing is not None

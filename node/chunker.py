@@ -7,6 +7,7 @@ polynomial and borg's seeded buzhash do.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -48,6 +49,7 @@ class ChunkParams:
         return {"min": self.min_size, "avg": self.avg_size, "max": self.max_size}
 
 
+@functools.lru_cache(maxsize=8)
 def _cdc(params: ChunkParams) -> pyfastcdc.FastCDC:
     return pyfastcdc.FastCDC(params.avg_size, min_size=params.min_size,
                              max_size=params.max_size, normalized_chunking=1,

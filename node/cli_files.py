@@ -62,19 +62,17 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
         else:
             raise NotFoundError(f"no such file: {raw}")
     total = sum(j[0].stat().st_size for j in jobs if isinstance(j[0], Path))
-    rows = []
     failed: list[MosaicError] = []
     with open_node(args) as node:
         bar = out.progress(total or None, "put")
         with node.ingest(bar) as s:
             for src, name in jobs:
                 try:
-                    res = s.put_source(sys.stdin.buffer if src == "-" else src, name)
+                    s.put_source(sys.stdin.buffer if src == "-" else src, name)
                 except (NotFoundError, UsageError) as e:
                     failed.append(e)
                     warn.append(str(e))
-                    continue
-                rows.append(res)
+        rows = s.results
         bar.finish()
     for w in warn:
         sys.stderr.write(f"mosaic: warning: {w}\n")
@@ -109,9 +107,8 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
             prefix = check_name(args.ref)
             dest = Path(args.dest)
             bar = out.progress(sum(e.size for e in entries), "get")
-            for e in entries:
-                rel = e.name[len(prefix):].lstrip("/") or Path(e.name).name
-                write_atomically(dest / rel, node.read(e.file_id.hex()), bar)
+            node.get_many([(e.file_id.hex(), dest / (e.name[len(prefix):].lstrip("/") or Path(e.name).name))
+                           for e in entries], bar)
             bar.finish()
             out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
             return 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import codec
-from .chunker import chunk_stream
+from .chunker import chunk_buffer, chunk_stream
 from .index import ChunkRecord, Manifest, PackRecord
 from .packs import PackWriter, SealedPack
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 BATCH_BYTES = 1 << 20
 MAX_INFLIGHT = 6
+SMALL_FILE = 4 << 20  # read whole (zero-copy chunking) up to this size
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,27 @@ class PutResult:
         return self.file_id.hex()
 
 
+class PendingPut:
+    """A file queued in an ingest session; `result()` is final once the session closed."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.table: list[tuple[bytes, int]] = []
+        self.size = 0
+        self.new_chunks = 0
+        self.new_bytes = 0
+        self.batches_left = 0
+        self.read_done = False
+        self.file_id: bytes | None = None
+        self.result_: PutResult | None = None
+
+    def result(self) -> PutResult:
+        """The PutResult (raises if the file is not finished yet)."""
+        if self.result_ is None:
+            raise RuntimeError("put not finished: close the ingest session first")
+        return self.result_
+
+
 class Ingest:
     """One put session: any number of files, made durable by `close()`."""
 
@@ -61,6 +83,7 @@ class Ingest:
         self.pool: ThreadPoolExecutor = node.pool
         self.sealer = ThreadPoolExecutor(1, thread_name_prefix="mosaic-seal")
         self.jobs: deque[Future] = deque()
+        self.pending: deque[tuple[Future, PendingPut]] = deque()
         self.writer: PackWriter | None = None
         self.waiting: list[tuple[Manifest, tuple[str, ...]]] = []
         self.inflight: set[bytes] = set()
@@ -69,7 +92,7 @@ class Ingest:
         self._chunks_db = node.index.db["chunks"]
 
     # ---- worker side -------------------------------------------------------
-    def _encode_batch(self, chunks: list[bytes]) -> list[tuple[bytes, int, bytes | None]]:
+    def _encode_batch(self, chunks: list[bytes | memoryview]) -> list[tuple[bytes, int, bytes | None]]:
         id_key, enc_key, level = self.keys.chunk_id, self.keys.chunk_enc, self.level
         out: list[tuple[bytes, int, bytes | None]] = []
         with self.node.index.env.begin(db=self._chunks_db) as txn:
@@ -82,46 +105,65 @@ class Ingest:
         return out
 
     # ---- main thread -------------------------------------------------------
-    def put_stream(self, stream: BinaryIO, names: tuple[str, ...] = ()) -> PutResult:
-        """Store everything `stream` yields; the result is durable after `close()`."""
-        hasher = codec.file_id_hasher()
-        size = 0
-        table: list[tuple[bytes, int]] = []
-        stats = [0, 0]  # new chunks, new bytes
-        pending: deque[Future] = deque()
-        batch: list[bytes] = []
-        batch_bytes = 0
-        try:
-            for c in chunk_stream(stream, self.params):
-                hasher.update(c)
-                size += len(c)
-                batch.append(c)
-                batch_bytes += len(c)
-                if batch_bytes >= BATCH_BYTES:
-                    pending.append(self.pool.submit(self._encode_batch, batch))
-                    batch, batch_bytes = [], 0
-                    while len(pending) >= MAX_INFLIGHT:
-                        self._write(pending.popleft().result(), table, stats)
-            if batch:
-                pending.append(self.pool.submit(self._encode_batch, batch))
-            while pending:
-                self._write(pending.popleft().result(), table, stats)
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
-        m = Manifest(hasher.digest(), size, time.time_ns(), tuple(table))
-        if self.writer is not None and self.writer.entries:
-            self.waiting.append((m, names))
-        else:
-            self.jobs.append(self.sealer.submit(self._commit, None, [(m, names)]))
-        self._reap()
-        return PutResult(m.file_id, names, size, len(table), stats[0], stats[1])
+    def put_stream(self, stream: BinaryIO, names: tuple[str, ...] = (),
+                   size_hint: int | None = None) -> PendingPut:
+        """Queue everything `stream` yields; the result is final after `close()`.
 
-    def _write(self, results: list[tuple[bytes, int, bytes | None]],
-               table: list[tuple[bytes, int]], stats: list[int]) -> None:
+        Batches of different files flow through the worker pool back to back, so
+        many small files keep both cores busy.
+        """
+        job = PendingPut(names)
+        hasher = codec.file_id_hasher()
+        batch: list[bytes | memoryview] = []
+        batch_bytes = 0
+        if size_hint is not None and size_hint <= SMALL_FILE:
+            data = stream.read()
+            chunks = chunk_buffer(data, self.params)
+        else:
+            chunks = chunk_stream(stream, self.params)
+        for c in chunks:
+            hasher.update(c)
+            job.size += len(c)
+            batch.append(c)
+            batch_bytes += len(c)
+            if batch_bytes >= BATCH_BYTES:
+                self._submit(batch, job)
+                batch, batch_bytes = [], 0
+        if batch:
+            self._submit(batch, job)
+        job.file_id = hasher.digest()
+        job.read_done = True
+        if job.batches_left == 0:
+            self._finish(job)
+        return job
+
+    def _submit(self, batch: list[bytes | memoryview], job: PendingPut) -> None:
+        job.batches_left += 1
+        self.pending.append((self.pool.submit(self._encode_batch, batch), job))
+        while len(self.pending) >= MAX_INFLIGHT:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        fut, job = self.pending.popleft()
+        self._write(fut.result(), job)
+        job.batches_left -= 1
+        if job.batches_left == 0 and job.read_done:
+            self._finish(job)
+
+    def _finish(self, job: PendingPut) -> None:
+        assert job.file_id is not None
+        m = Manifest(job.file_id, job.size, time.time_ns(), tuple(job.table))
+        if self.writer is not None and self.writer.entries:
+            self.waiting.append((m, job.names))
+        else:
+            self.jobs.append(self.sealer.submit(self._commit, None, [(m, job.names)]))
+        job.result_ = PutResult(m.file_id, job.names, job.size, len(job.table),
+                                job.new_chunks, job.new_bytes)
+        self._reap()
+
+    def _write(self, results: list[tuple[bytes, int, bytes | None]], job: PendingPut) -> None:
         for cid, n, blob in results:
-            table.append((cid, n))
+            job.table.append((cid, n))
             self.progress(n)
             if blob is None or cid in self.inflight:
                 continue
@@ -129,8 +171,8 @@ class Ingest:
                 self.writer = PackWriter(self.node.home, self.keys.pack_index)
             self.writer.add(cid, blob, n)
             self.inflight.add(cid)
-            stats[0] += 1
-            stats[1] += len(blob)
+            job.new_chunks += 1
+            job.new_bytes += len(blob)
             if self.writer.size >= self.pack_size:
                 self._rotate()
 
@@ -171,6 +213,8 @@ class Ingest:
     def close(self) -> None:
         """Seal the last pack and commit every waiting manifest; raises the first error."""
         try:
+            while self.pending:
+                self._drain_one()
             if self.writer is not None or self.waiting:
                 if self.writer is not None and not self.writer.entries:
                     self.writer.abort()
@@ -183,6 +227,9 @@ class Ingest:
 
     def abort(self) -> None:
         """Give up: drop the open pack; committed work stays."""
+        for fut, _ in self.pending:
+            fut.cancel()
+        self.pending.clear()
         if self.writer is not None:
             self.writer.abort()
             self.writer = None

@@ -197,3 +197,16 @@ class FileReader(io.RawIOBase):
         b[:n] = data[lo:lo + n]
         self.pos += n
         return n
+
+
+def read_small_verified(node: Node, m: Manifest) -> list[bytes]:
+    """A small file decoded in the calling thread (no read-ahead), hash-checked."""
+    items = chunk_records(node, m)
+    parts = decode_batch(node, items)
+    h = codec.file_id_hasher()
+    for p in parts:
+        h.update(p)
+    if sum(len(p) for p in parts) != m.size or h.digest() != m.file_id:
+        raise IntegrityError(f"file {m.file_id.hex()} does not match its hash after reassembly")
+    node.touch({r.pack_id for _, _, r in items})
+    return parts
