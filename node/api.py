@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -12,15 +13,18 @@ from typing import BinaryIO
 
 from . import keys as keymod
 from .chunker import ChunkParams
-from .errors import HomeError, NotFoundError, StorageError, UsageError
+from .errors import CapacityError, HomeError, NotFoundError, StorageError, UsageError
 from .home import Config, Home, HomeLock, check_name, default_home
 from .index import Index, Manifest
 from .ingest import Ingest, PendingPut, PutResult
 from .packs import LocalPacks
+from .placement import BackendSpace
 from .restore import FileReader, read_range, read_verified
 from .units import is_hash, parse_hash
 
 Progress = Callable[[int], None]
+log = logging.getLogger("mosaic")
+LOCAL = "@local"  # the repair queue's name for the local store
 SMALL_RESTORE = 4 << 20  # files up to this size are restored several at a time
 
 
@@ -31,6 +35,11 @@ class NameEntry:
     name: str
     file_id: bytes
     size: int
+
+
+def _quota(options: dict) -> int | None:
+    q = options.get("quota")
+    return int(q) if q else None
 
 
 class _HomeOrFile:
@@ -175,9 +184,14 @@ class Node:
             pending = ing.put_source(source, name)
         return pending.result()
 
-    def ingest(self, progress: Progress | None = None) -> IngestSession:
-        """A put session for many files: `with node.ingest() as s: s.put_source(...)`."""
-        return IngestSession(self, progress)
+    def ingest(self, progress: Progress | None = None, wait: bool = True,
+               upload_progress: Progress | None = None) -> IngestSession:
+        """A put session for many files: `with node.ingest() as s: s.put_source(...)`.
+
+        With `wait` (the default) the session ends once every new pack is stored on
+        `copies` backends; otherwise uploads stay queued (`mosaic upload` sends them).
+        """
+        return IngestSession(self, progress, wait, upload_progress)
 
     # ---- get ---------------------------------------------------------------
     def read(self, ref: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
@@ -313,6 +327,23 @@ class Node:
         from .maintenance import file_stat
         return file_stat(self, self.resolve(ref).file_id)
 
+    # ---- backends ----------------------------------------------------------
+    def backend_spaces(self) -> dict[str, BackendSpace]:
+        """Per backend: bytes of this node's packs stored or queued there, and its quota."""
+        used = {b.name: 0 for b in self.config.backends}
+        with self.index.read() as txn:
+            sizes: dict[bytes, int] = {}
+            for pid, rec in self.index.iter_packs(txn):
+                sizes[pid] = rec.size
+                for b in rec.locations:
+                    if b in used:
+                        used[b] += rec.size
+            for pid, b in self.index.iter_uploads(txn):
+                if b in used:
+                    used[b] += sizes.get(pid, 0)
+        return {b.name: BackendSpace(b.name, used[b.name], _quota(b.options))
+                for b in self.config.backends}
+
     # ---- chunk sources (used by restore) -----------------------------------
     def has_local_pack(self, pid: bytes) -> bool:
         """True if the pack is in the local store."""
@@ -325,17 +356,24 @@ class Node:
         if rec is None or not rec.locations or self.hub is None:
             return
         from backends.errors import BackendError
-        for b in rec.locations:
+        for b in sorted(rec.locations, key=self.hub.latency):
             if b not in self.hub.backends or (skip and b in skip):
                 continue
             try:
                 yield self.hub.get_range(b, pid, offset, length), b
             except BackendError as e:
-                self.bad_copies.append((pid, f"{b}: {e}"))
+                self.note_bad_copy(pid, f"backend {b}", str(e))
 
-    def note_bad_copy(self, pid: bytes, where: str) -> None:
-        """Remember a corrupt or missing copy (repaired by `mosaic repair`)."""
+    def note_bad_copy(self, pid: bytes, where: str, reason: str = "corrupt") -> None:
+        """Report a corrupt or missing copy; a backend copy is queued for `mosaic repair`."""
         self.bad_copies.append((pid, where))
+        log.warning("bad copy of pack %s in %s: %s (queued for repair)", pid.hex()[:16], where, reason)
+        target = where[len("backend "):] if where.startswith("backend ") else LOCAL
+        try:
+            with self.index.write() as txn:
+                self.index.queue_repair(txn, pid, target, reason)
+        except StorageError:
+            pass
 
     def touch(self, pids: set[bytes]) -> None:
         """Note local reads of packs, flushed to the index at close (LRU)."""
@@ -345,8 +383,10 @@ class Node:
 class IngestSession:
     """Context manager around `Ingest` that holds the shared home lock."""
 
-    def __init__(self, node: Node, progress: Progress | None):
-        self.node, self.progress = node, progress
+    def __init__(self, node: Node, progress: Progress | None, wait: bool = True,
+                 upload_progress: Progress | None = None):
+        self.node, self.progress, self.wait = node, progress, wait
+        self.upload_progress = upload_progress
         self.lock = HomeLock(node.home, exclusive=False)
         self.ing: Ingest | None = None
         self.pending: list[PendingPut] = []
@@ -387,13 +427,23 @@ class IngestSession:
 
     def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> None:
         assert self.ing is not None
+        from .uploads import upload_pending
         try:
             if et is None:
                 self.ing.close()
-                from .uploads import upload_pending
-                upload_pending(self.node)
+                if self.wait:
+                    upload_pending(self.node, progress=self.upload_progress)
             else:
                 self.ing.abort()
+                if isinstance(ev, CapacityError):
+                    raise ev
+        except CapacityError as e:
+            self.ing.abort()
+            dead = self.ing.rollback()
+            if dead and self.node.hub is not None:
+                from .maintenance import delete_remote_copies
+                delete_remote_copies(self.node, dead)
+            raise CapacityError(f"{e}; nothing was stored") from None
         finally:
             self.lock.__exit__()
 

@@ -123,7 +123,7 @@ def warm(node: Node, hashes: list[str] | None, progress=None) -> dict:  # noqa: 
                     parse_pack(node.keys.pack_index, data)
                 except IntegrityError as e:
                     errs.append(f"{where}: {e}")
-                    node.note_bad_copy(pid, where)
+                    node.note_bad_copy(pid, f"backend {where}", str(e))
                     return False
                 node.local.write(pid, data)
                 with idx.write() as txn:

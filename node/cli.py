@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(json_mode=args.json, quiet=args.quiet)
+    logging.basicConfig(format="mosaic: %(levelname)s: %(message)s",
+                        level=logging.ERROR if args.quiet else logging.WARNING)
     func: Callable[[argparse.Namespace, Output], int | None] = args.func
     try:
         rc = func(args, out)

@@ -46,6 +46,12 @@ class StorageError(MosaicError):
     exit_code = 5
 
 
+class CapacityError(StorageError):
+    """The backends have no room for the required number of copies."""
+
+    exit_code = 5
+
+
 class HomeError(MosaicError):
     """The node home is missing, not initialised, or already initialised."""
 

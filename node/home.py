@@ -56,7 +56,16 @@ class Config:
     compression_level: int = 3
     cache_capacity: int = DEFAULT_CACHE_CAPACITY
     workers: int = 2
+    copies: int = 0  # 0: automatic (2 with at least 2 backends, else 1)
+    upload_parallel: int = 8
     backends: tuple[BackendConfig, ...] = ()
+
+    def effective_copies(self) -> int:
+        """How many backends each pack goes to."""
+        n = len(self.backends)
+        if n == 0:
+            return 0
+        return min(self.copies, n) if self.copies else (2 if n >= 2 else 1)
 
     def to_toml(self) -> dict:
         """The TOML document for this config."""
@@ -64,7 +73,8 @@ class Config:
             "version": CONFIG_VERSION,
             "chunking": {"min": self.chunk_min, "avg": self.chunk_avg, "max": self.chunk_max},
             "storage": {"pack_size": self.pack_size, "compression_level": self.compression_level,
-                        "workers": self.workers},
+                        "workers": self.workers, "copies": self.copies,
+                        "upload_parallel": self.upload_parallel},
             "cache": {"capacity": self.cache_capacity},
             "backends": [{"name": b.name, "kind": b.kind, **b.options} for b in self.backends],
         }
@@ -84,6 +94,8 @@ class Config:
                        pack_size=int(st.get("pack_size", DEFAULT_PACK_SIZE)),
                        compression_level=int(st.get("compression_level", 3)),
                        workers=int(st.get("workers", 2)),
+                       copies=int(st.get("copies", 0)),
+                       upload_parallel=int(st.get("upload_parallel", 8)),
                        cache_capacity=int(doc.get("cache", {}).get("capacity", DEFAULT_CACHE_CAPACITY)),
                        backends=backends)
         except (KeyError, TypeError, ValueError) as e:

@@ -14,6 +14,8 @@ chunk records) store a few bytes instead of a 32-byte ID. Record layouts
     atime      pack_id(32)       -> last local read, ns (u64 LE), for LRU eviction
     names      first name of a block -> zstd(msgpack [[name, file_no], ...])  (namestore.py)
     uploads    pack_id + backend name -> b""   (the durable upload queue)
+    repairs    pack_id + backend name -> reason (utf-8)   (copies found missing or corrupt)
+    events     time_ns (u64 BE) + 4 random bytes -> msgpack [kind, backend, bytes, seconds, error]
     meta       b"schema", b"next_file", b"next_pack" -> counters
 """
 
@@ -99,7 +101,8 @@ def _unpack(b: bytes) -> list:
 class Index:
     """The node's LMDB environment and its named tables."""
 
-    TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads")
+    TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
+              "repairs", "events")
 
     def __init__(self, path: Path):
         try:
@@ -372,6 +375,42 @@ class Index:
         """(pack_id, backend) of every queued upload."""
         for k in txn.cursor(db=self.db["uploads"]).iternext(values=False):
             yield k[:32], k[32:].decode()
+
+    # ---- repairs and events ------------------------------------------------
+    def queue_repair(self, txn: lmdb.Transaction, pid: bytes, backend: str, reason: str) -> None:
+        """Remember that a backend's copy of a pack is missing or corrupt."""
+        txn.put(pid + backend.encode(), reason.encode("utf-8")[:200], db=self.db["repairs"])
+
+    def clear_repair(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
+        """Forget a repaired copy."""
+        txn.delete(pid + backend.encode(), db=self.db["repairs"])
+
+    def iter_repairs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, str, str]]:
+        """(pack_id, backend, reason) of every copy waiting for repair."""
+        for k, v in txn.cursor(db=self.db["repairs"]).iternext():
+            yield k[:32], k[32:].decode(), v.decode("utf-8", "replace")
+
+    def add_event(self, txn: lmdb.Transaction, kind: str, backend: str, nbytes: int,
+                  seconds: float, error: str | None = None) -> None:
+        """Log a transfer or an error (kept for `status`; trimmed to the last 10,000)."""
+        import os as _os
+        key = _BE64.pack(time.time_ns()) + _os.urandom(4)
+        txn.put(key, _pack([kind, backend, nbytes, seconds, error]), db=self.db["events"])
+        if txn.stat(self.db["events"])["entries"] > 10_000:
+            cur = txn.cursor(db=self.db["events"])
+            if cur.first():
+                cur.delete()
+
+    def iter_events(self, since_ns: int, txn: lmdb.Transaction | None = None
+                    ) -> Iterator[tuple[int, str, str, int, float, str | None]]:
+        """(time_ns, kind, backend, bytes, seconds, error) of events since `since_ns`."""
+        t = txn or self.read()
+        cur = t.cursor(db=self.db["events"])
+        if not cur.set_range(_BE64.pack(since_ns)):
+            return
+        for k, v in cur.iternext():
+            kind, backend, nbytes, seconds, error = _unpack(v)
+            yield _BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
 
     def count(self, table: str) -> int:
         """Number of rows in a table."""

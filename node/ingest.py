@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from . import codec
 from .chunker import chunk_buffer, chunk_stream
+from .errors import CapacityError
 from .index import ChunkRecord, Manifest, PackRecord
 from .packs import PackWriter, SealedPack
+from .placement import BackendSpace, choose
+from .units import format_size
 
 if TYPE_CHECKING:
     from .api import Node
@@ -89,6 +92,10 @@ class Ingest:
         self.inflight: set[bytes] = set()
         self.sealed: list[SealedPack] = []
         self.progress = progress or (lambda n: None)
+        self.copies = node.config.effective_copies()
+        self.spaces = node.backend_spaces() if self.copies else {}
+        self.new_files: list[bytes] = []
+        self.name_changes: list[tuple[str, bytes | None, bytes | None]] = []
         self._chunks_db = node.index.db["chunks"]
 
     # ---- worker side -------------------------------------------------------
@@ -192,7 +199,14 @@ class Ingest:
                 manifests: list[tuple[Manifest, tuple[str, ...]]]) -> None:
         sealed = writer.seal() if writer is not None else None
         idx = self.node.index
-        backends = [b.name for b in self.node.config.backends]
+        targets: list[str] = []
+        if sealed is not None and self.copies:
+            targets = choose(list(self.spaces.values()), sealed.size, self.copies)
+            if len(targets) < self.copies:
+                self.node.local.delete(sealed.pack_id)
+                free = sum((s.quota or 0) - s.used for s in self.spaces.values() if s.quota)
+                raise CapacityError(f"not enough space on the backends for {self.copies} copies "
+                                    f"(about {format_size(max(free, 0))} free under the quotas)")
         with idx.write() as txn:
             if sealed is not None:
                 idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries),
@@ -200,15 +214,22 @@ class Ingest:
                 for e in sealed.entries:
                     idx.put_chunk(txn, e.chunk_id, ChunkRecord(
                         sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0), overwrite=False)
-                for b in backends:
+                for b in targets:
                     idx.queue_upload(txn, sealed.pack_id, b)
             changes: list[tuple[str, bytes | None]] = []
+            new_files = []
             for m, names in manifests:
-                idx.add_manifest(txn, m)
+                if idx.add_manifest(txn, m):
+                    new_files.append(m.file_id)
                 changes += [(n, m.file_id) for n in names]
-            idx.set_names(txn, changes)
+            done = idx.set_names(txn, changes)
+        self.new_files += new_files
+        self.name_changes += done
         if sealed is not None:
             self.sealed.append(sealed)
+            for b in targets:
+                sp = self.spaces[b]
+                self.spaces[b] = BackendSpace(sp.name, sp.used + sealed.size, sp.quota)
 
     def close(self) -> None:
         """Seal the last pack and commit every waiting manifest; raises the first error."""
@@ -224,6 +245,34 @@ class Ingest:
                 self.jobs.popleft().result()
         finally:
             self.sealer.shutdown(wait=True)
+
+    def rollback(self) -> list[bytes]:
+        """Undo what this session committed (names, new files, unreferenced packs).
+
+        Used when the backends cannot take the data: the put then leaves nothing
+        half-stored. Returns the packs that became garbage (for deletion).
+        """
+        idx = self.node.index
+        dead: list[bytes] = []
+        with idx.write() as txn:
+            for name, old, _new in reversed(self.name_changes):
+                idx.set_names(txn, [(name, old)])
+            for fid in self.new_files:
+                idx.remove_manifest(txn, fid)
+            for sp in self.sealed:
+                for b in self.spaces:
+                    idx.dequeue_upload(txn, sp.pack_id, b)
+                recs = [idx.get_chunk(e.chunk_id, txn) for e in sp.entries]
+                if all(r is None or r.refcount == 0 or r.pack_id != sp.pack_id for r in recs):
+                    for e, r in zip(sp.entries, recs, strict=True):
+                        if r is not None and r.pack_id == sp.pack_id:
+                            idx.delete_chunk(txn, e.chunk_id)
+                    idx.delete_pack(txn, sp.pack_id)
+                    dead.append(sp.pack_id)
+        for pid in dead:
+            self.node.local.delete(pid)
+        self.new_files, self.name_changes = [], []
+        return dead
 
     def abort(self) -> None:
         """Give up: drop the open pack; committed work stays."""

@@ -82,6 +82,19 @@ def gc(node: Node, dry_run: bool = False, repack_threshold: float = 0.0) -> GcRe
     return rep
 
 
+def delete_remote_copies(node: Node, pids: list[bytes]) -> None:
+    """Best-effort delete of these packs on every configured backend."""
+    from .remote import pack_object_name
+    if node.hub is None:
+        return
+    for pid in pids:
+        for b in node.hub.backends.values():
+            try:
+                node.hub.run(b.delete, pack_object_name(pid))
+            except Exception:  # noqa: BLE001 - an unreachable backend keeps an orphan for gc
+                pass
+
+
 def _delete_pack_everywhere(node: Node, pid: bytes, rec: PackRecord | None) -> None:
     node.local.delete(pid)
     if rec and rec.locations and node.hub is not None:

@@ -9,6 +9,7 @@ runs inside trio already, can use the backends directly.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ class BackendHub:
         self.secrets = secrets
         self.parallel = parallel
         self.backends: dict[str, Backend] = {}
+        self._latency: dict[str, float] = {}
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self._ready = threading.Event()
@@ -84,16 +86,28 @@ class BackendHub:
             self._thread.join(timeout=30)
 
     # ---- operations --------------------------------------------------------
+    def latency(self, backend: str) -> float:
+        """Measured latency of small reads (EWMA, seconds; 0 before the first one)."""
+        return self._latency.get(backend, 0.0)
+
+    def _observe(self, backend: str, seconds: float) -> None:
+        old = self._latency.get(backend)
+        self._latency[backend] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
     def get_range(self, backend: str, pid: bytes, offset: int, length: int) -> bytes:
         """A byte range of a pack on one backend."""
-        return self.run(self.backends[backend].get, pack_object_name(pid), offset, length)
+        t = time.monotonic()
+        data = self.run(self.backends[backend].get, pack_object_name(pid), offset, length)
+        self._observe(backend, time.monotonic() - t)
+        return data
 
     def get_pack(self, backend: str, pid: bytes) -> bytes:
         """A whole pack from one backend."""
         return self.run(self.backends[backend].get, pack_object_name(pid))
 
     def put_many(self, jobs: list[tuple[str, bytes, Callable[[], bytes]]],
-                 done: Callable[[str, bytes, BaseException | None], None]) -> None:
+                 done: Callable[[str, bytes, BaseException | None], None],
+                 parallel: int | None = None) -> None:
         """Upload packs in parallel: each job is (backend, pack_id, loader of the bytes).
 
         `done(backend, pack_id, error)` is called from the hub thread after each job.
@@ -107,10 +121,10 @@ class BackendHub:
                     await self.backends[bname].put(pack_object_name(pid), data)
                 except (BackendError, OSError) as e:
                     err = e
-                done(bname, pid, err)
+                await trio.to_thread.run_sync(done, bname, pid, err)
 
         async def all_jobs() -> None:
-            limiter = trio.CapacityLimiter(self.parallel)
+            limiter = trio.CapacityLimiter(parallel or self.parallel)
             async with trio.open_nursery() as n:
                 for bname, pid, load in jobs:
                     n.start_soon(one, limiter, bname, pid, load)

@@ -49,7 +49,7 @@ def _decode_one(node: Node, cid: bytes, n: int, r: ChunkRecord, raw: bytes | Non
             return codec.decode(keys.chunk_enc, keys.chunk_id, cid, raw, n, where=first_where)
         except IntegrityError as e:
             tried.append(str(e))
-            node.note_bad_copy(r.pack_id, first_where)
+            node.note_bad_copy(r.pack_id, first_where, str(e))
     elif local_err:
         tried.append(local_err)
     skip = {first_where[len("backend "):]} if raw is not None and first_where.startswith("backend ") else set()
@@ -58,7 +58,7 @@ def _decode_one(node: Node, cid: bytes, n: int, r: ChunkRecord, raw: bytes | Non
             return codec.decode(keys.chunk_enc, keys.chunk_id, cid, blob, n, where=f"backend {where}")
         except IntegrityError as e:
             tried.append(str(e))
-            node.note_bad_copy(r.pack_id, where)
+            node.note_bad_copy(r.pack_id, f"backend {where}", str(e))
     if not tried:
         raise StorageError(f"chunk {cid.hex()[:16]} (pack {r.pack_id.hex()[:16]}) is not stored "
                            "locally and no backend holds it")

@@ -3,15 +3,17 @@
 A sealed pack is queued (pack_id + backend name in the `uploads` table) in the
 same transaction that records it, so a crash or restart loses no upload.
 `upload_pending` sends everything queued, in parallel, and moves each finished
-entry into the pack's location list in one transaction.
+entry into the pack's location list in one transaction. Every transfer and
+error is logged in the `events` table for `mosaic status`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import StorageError
+from .errors import CapacityError, StorageError
 from .index import PackRecord
 
 if TYPE_CHECKING:
@@ -24,45 +26,60 @@ def pending_uploads(node: Node) -> list[tuple[bytes, str]]:
         return list(node.index.iter_uploads(txn))
 
 
-def upload_pending(node: Node, raise_on_error: bool = True) -> tuple[int, list[str]]:
+def upload_pending(node: Node, raise_on_error: bool = True,
+                   progress: Callable[[int], None] | None = None) -> tuple[int, list[str]]:
     """Send every queued upload; returns (uploaded count, error lines)."""
+    from backends.errors import QuotaExceeded
+
     queue = pending_uploads(node)
     if not queue:
         return 0, []
-    hub = node.hub
     configured = {b.name for b in node.config.backends}
-    errors: list[str] = []
-    done_count = 0
     stale = [(p, b) for p, b in queue if b not in configured]
     if stale:
         with node.index.write() as txn:
             for p, b in stale:
                 node.index.dequeue_upload(txn, p, b)
     jobs = [(b, p, _loader(node, p)) for p, b in queue if b in configured]
+    errors: list[str] = []
+    quota_hit = False
+    done_count = 0
+    started = time.monotonic()
 
-    def done(bname: str, pid: bytes, err: BaseException | None) -> None:
-        nonlocal done_count
-        if err is not None:
-            errors.append(f"upload of pack {pid.hex()[:16]} to {bname} failed: {err}")
-            return
+    def done(bname: str, pid: bytes, err: BaseException | None, size: int = 0) -> None:
+        nonlocal done_count, quota_hit
         idx = node.index
+        elapsed = time.monotonic() - started
+        if err is not None:
+            quota_hit = quota_hit or isinstance(err, QuotaExceeded)
+            errors.append(f"upload of pack {pid.hex()[:16]} to {bname} failed: {err}")
+            with idx.write() as txn:
+                idx.add_event(txn, "upload-error", bname, 0, elapsed, str(err)[:300])
+            return
         with idx.write() as txn:
-            rec = idx.get_pack(pid, txn) or PackRecord(0, 0, True, (), time.time_ns())
-            if bname not in rec.locations:
-                idx.put_pack(txn, pid, PackRecord(rec.size, rec.n_chunks, rec.local,
-                                                  tuple(sorted({*rec.locations, bname})), rec.created_ns))
+            rec = idx.get_pack(pid, txn)
+            if rec is not None:
+                locs = tuple(sorted({*rec.locations, bname}))
+                idx.put_pack(txn, pid, PackRecord(rec.size, rec.n_chunks, rec.local, locs, rec.created_ns))
+                size = rec.size
             idx.dequeue_upload(txn, pid, bname)
+            idx.add_event(txn, "upload", bname, size, elapsed)
         done_count += 1
+        if progress:
+            progress(size)
 
-    if jobs and hub is not None:
-        hub.put_many(jobs, done)
+    if jobs and node.hub is not None:
+        node.hub.put_many(jobs, done, parallel=node.config.upload_parallel)
     if errors and raise_on_error:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise StorageError(f"stored locally, but {errors[0]}{more}; it stays queued")
+        if quota_hit:
+            raise CapacityError(f"a backend is full: {errors[0]}{more}")
+        raise StorageError(f"stored locally, but {errors[0]}{more}; it stays queued "
+                           "(`mosaic upload` retries)")
     return done_count, errors
 
 
-def _loader(node: Node, pid: bytes):  # noqa: ANN202
+def _loader(node: Node, pid: bytes) -> Callable[[], bytes]:
     def load() -> bytes:
         return node.local.read_all(pid)
     return load
