@@ -15,7 +15,7 @@ from . import keys as keymod
 from .chunker import ChunkParams
 from .errors import CapacityError, HomeError, NotFoundError, StorageError, UsageError
 from .home import Config, Home, HomeLock, check_name, default_home
-from .index import Index, Manifest
+from .index import LOCAL, Index, Manifest
 from .ingest import Ingest, PendingPut, PutResult
 from .packs import LocalPacks
 from .placement import BackendSpace
@@ -24,7 +24,6 @@ from .units import is_hash, parse_hash
 
 Progress = Callable[[int], None]
 log = logging.getLogger("mosaic")
-LOCAL = "@local"  # the repair queue's name for the local store
 SMALL_RESTORE = 4 << 20  # files up to this size are restored several at a time
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .api import Node
 from .cli_files import open_node
-from .errors import HomeError, UsageError
+from .errors import HomeError, StorageError, UsageError
 from .home import BackendConfig, Home, default_home
 from .output import Output
 from .units import format_size, parse_size
@@ -91,37 +91,259 @@ def cmd_cache(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _backend_secrets(kind: str, args: argparse.Namespace) -> dict[str, str]:
+    """Credentials for a new backend, from the environment or a prompt (never from argv)."""
+    import getpass
+    import os
+    import sys
+
+    def ask(env: str, prompt: str) -> str | None:
+        v = os.environ.get(env)
+        if v is None and sys.stdin.isatty():
+            v = getpass.getpass(prompt) or None
+        return v
+
+    if kind == "s3":
+        out = {}
+        for env, key, prompt in (("AWS_ACCESS_KEY_ID", "access_key", "Access key ID: "),
+                                 ("AWS_SECRET_ACCESS_KEY", "secret_key", "Secret access key: ")):
+            v = ask(env, prompt)
+            if v:
+                out[key] = v
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            out["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+        return out
+    if kind == "webdav":
+        pw = ask("MOSAIC_WEBDAV_PASSWORD", "WebDAV password: ")
+        return {"password": pw} if pw else {}
+    return {}
+
+
+def _backend_options(kind: str, args: argparse.Namespace) -> dict:
+    opts: dict = {}
+    if kind == "dir":
+        if not args.target:
+            raise UsageError("backend add dir NAME PATH")
+        path = Path(args.target).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        opts["path"] = str(path)
+    elif kind == "s3":
+        if not args.bucket:
+            raise UsageError("backend add s3 NAME --bucket B [--endpoint URL] [--region R] [--prefix P]")
+        opts["bucket"] = args.bucket
+        for k in ("endpoint", "region", "prefix"):
+            if getattr(args, k):
+                opts[k] = getattr(args, k)
+    elif kind == "webdav":
+        if not args.target:
+            raise UsageError("backend add webdav NAME URL [--username U]")
+        opts["url"] = args.target
+        if args.username:
+            opts["username"] = args.username
+        if args.prefix:
+            opts["prefix"] = args.prefix
+    elif kind == "rclone":
+        if not args.target:
+            raise UsageError("backend add rclone NAME REMOTE:PATH [--rclone-config FILE]")
+        opts["remote"] = args.target
+        if args.rclone_config:
+            opts["config_path"] = str(Path(args.rclone_config).expanduser().resolve())
+    if args.quota:
+        opts["quota"] = parse_size(args.quota)
+    return opts
+
+
+def _check_backend(kind: str, name: str, opts: dict, secrets: dict) -> None:
+    """Reach the backend once (list its packs) before recording it."""
+    import trio
+
+    from backends import open_backend
+    from backends.errors import BackendError
+
+    async def probe() -> None:
+        with trio.fail_after(60):
+            b = open_backend(kind, name, opts, secrets)
+            try:
+                await b.list("packs/")
+            finally:
+                await b.close()
+
+    try:
+        trio.run(probe)
+    except BackendError as e:
+        raise StorageError(f"cannot reach backend {name}: {e} (use --no-check to add it anyway)") from None
+    except trio.TooSlowError:
+        raise StorageError(f"backend {name} did not answer within 60 s") from None
+
+
 def cmd_backend(args: argparse.Namespace, out: Output) -> int:
-    """mosaic backend add dir NAME PATH | ls | rm NAME"""
+    """mosaic backend add KIND NAME ... | ls | rm NAME | drain NAME"""
     h = Home(Path(args.home) if args.home else default_home())
     h.require()
     cfg = h.read_config()
     if args.action == "add":
+        import re
+        if not re.match(r"^[A-Za-z0-9_.\-]{1,64}$", args.name) or args.name.startswith("@"):
+            raise UsageError("backend names are 1-64 letters, digits, '.', '_' or '-'")
         if any(b.name == args.name for b in cfg.backends):
             raise UsageError(f"a backend named {args.name} exists")
-        if args.kind != "dir":
-            raise UsageError(f"backend kind {args.kind!r} is not supported yet (dir)")
-        path = Path(args.target).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        opts: dict = {"path": str(path)}
-        if args.quota:
-            opts["quota"] = parse_size(args.quota)
+        opts = _backend_options(args.kind, args)
+        secrets = _backend_secrets(args.kind, args)
+        if not args.no_check:
+            _check_backend(args.kind, args.name, opts, secrets)
+        with open_node(args) as node:
+            if secrets:
+                from .secrets import load_secrets, save_secrets
+                allsec = load_secrets(node.home, node.keys)
+                allsec[args.name] = secrets
+                save_secrets(node.home, node.keys, allsec)
         cfg = replace(cfg, backends=(*cfg.backends, BackendConfig(args.name, args.kind, opts)))
         h.write_config(cfg)
         out.line(f"added {args.kind} backend {args.name}")
-        out.doc({"added": args.name, "kind": args.kind, "options": opts})
+        out.doc({"added": args.name, "kind": args.kind, "options": opts,
+                 "secrets": sorted(secrets)})
         return 0
-    if args.action == "rm":
+    if args.action in ("rm", "drain"):
         if not any(b.name == args.name for b in cfg.backends):
             raise HomeError(f"no backend named {args.name}")
+        if args.action == "drain":
+            from .repair import drain
+            with open_node(args) as node:
+                moved, deleted, errors = drain(node, args.name)
+            for e in errors:
+                out.info(f"mosaic: drain: {e}")
+            out.line(f"drained {args.name}: {moved} copies made elsewhere, {deleted} objects removed"
+                     + ("" if not errors else f"; {len(errors)} problems, not finished"))
+            out.doc({"backend": args.name, "copied": moved, "deleted": deleted, "errors": errors})
+            return 0 if not errors else 5
+        with open_node(args) as node:
+            with node.index.read() as txn:
+                held = sum(1 for _, r in node.index.iter_packs(txn) if args.name in r.locations)
+        if held and not args.force:
+            raise UsageError(f"{args.name} still holds {held} packs: run `mosaic backend drain "
+                             f"{args.name}` first (or --force to forget them)")
         h.write_config(replace(cfg, backends=tuple(b for b in cfg.backends if b.name != args.name)))
-        out.line(f"removed backend {args.name} (its objects are left in place)")
+        out.line(f"removed backend {args.name}")
         out.doc({"removed": args.name})
         return 0
-    rows = [{"name": b.name, "kind": b.kind, **b.options} for b in cfg.backends]
+    rows = _backend_rows(args, cfg)
     for r in rows:
-        out.line("  ".join(f"{k}={v}" for k, v in r.items()))
+        q = format_size(r["quota"]) if r["quota"] else "unlimited"
+        out.line(f"{r['name']:12} {r['kind']:7} used {format_size(r['used']):>10} / {q:<10} "
+                 f"packs {r['packs']:>6}  pending {r['pending']:>4}  errors(24h) {r['errors_24h']:>3}  "
+                 f"{r['health']}")
     out.doc(rows)
+    return 0
+
+
+def _backend_rows(args: argparse.Namespace, cfg) -> list[dict]:  # noqa: ANN001
+    import time
+    with open_node(args) as node:
+        spaces = node.backend_spaces()
+        since = time.time_ns() - 24 * 3600 * 10**9
+        with node.index.read() as txn:
+            packs = {b.name: 0 for b in cfg.backends}
+            for _, r in node.index.iter_packs(txn):
+                for b in r.locations:
+                    if b in packs:
+                        packs[b] += 1
+            pending = {b.name: 0 for b in cfg.backends}
+            for _, b in node.index.iter_uploads(txn):
+                if b in pending:
+                    pending[b] += 1
+            errs: dict[str, int] = {}
+            last: dict[str, str] = {}
+            for _t, _kind, b, _n, _s, err in node.index.iter_events(since, txn):
+                if err:
+                    errs[b] = errs.get(b, 0) + 1
+                last[b] = f"error: {err[:60]}" if err else "ok"
+    return [{"name": b.name, "kind": b.kind, "used": spaces[b.name].used, "quota": spaces[b.name].quota,
+             "packs": packs[b.name], "pending": pending[b.name], "errors_24h": errs.get(b.name, 0),
+             "health": last.get(b.name, "ok" if not errs.get(b.name) else "error"),
+             **{k: v for k, v in b.options.items() if k not in ("quota",)}} for b in cfg.backends]
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    """mosaic status: pending uploads per backend, transfer rates, recent errors."""
+    from .repair import status
+    with open_node(args) as node:
+        st = status(node)
+    for b, p in st["pending"].items():
+        out.line(f"pending  {b:12} {p['packs']:>5} packs  {format_size(p['bytes']):>10}")
+    for k, r in st["transfers"].items():
+        rate = r["bytes"] / r["seconds"] if r["seconds"] else 0.0
+        out.line(f"last hour {k:20} {r['count']:>5} transfers {format_size(r['bytes']):>10} "
+                 f"({format_size(rate)}/s)")
+    for e in st["recent_errors"]:
+        out.line(f"error    {e['backend']:12} {e['kind']}: {e['error']}")
+    out.line(f"repairs queued: {st['repairs_queued']}")
+    out.doc(st)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace, out: Output) -> int:
+    """mosaic upload: send every queued upload now."""
+    from .uploads import upload_pending
+    with open_node(args) as node:
+        if args.parallel:
+            node.config = replace(node.config, upload_parallel=args.parallel)
+        bar = out.progress(None, "upload")
+        n, errors = upload_pending(node, raise_on_error=False, progress=bar)
+        bar.finish()
+    for e in errors:
+        out.info(f"mosaic: upload: {e}")
+    out.line(f"uploaded {n} packs" + (f"; {len(errors)} failed (still queued)" if errors else ""))
+    out.doc({"uploaded": n, "errors": errors})
+    return 0 if not errors else 5
+
+
+def cmd_repair(args: argparse.Namespace, out: Output) -> int:
+    """mosaic repair: restore missing or corrupt copies and top packs up to `copies`."""
+    from .repair import repair
+    with open_node(args) as node:
+        rep = repair(node)
+    for e in rep.failed:
+        out.info(f"mosaic: repair: {e}")
+    out.line(f"repaired {rep.repaired} copies, added {rep.added} copies"
+             + (f"; {len(rep.failed)} problems remain" if rep.failed else ""))
+    out.doc(rep.__dict__)
+    return 0 if not rep.failed else 5
+
+
+def cmd_config(args: argparse.Namespace, out: Output) -> int:
+    """mosaic config [get KEY | set KEY VALUE]"""
+    h = Home(Path(args.home) if args.home else default_home())
+    h.require()
+    cfg = h.read_config()
+    settable = {"copies": int, "cache_capacity": parse_size, "upload_parallel": int,
+                "compression_level": int, "pack_size": parse_size, "workers": int}
+    if args.action == "set":
+        if args.key not in settable:
+            raise UsageError(f"settable keys: {', '.join(settable)}")
+        try:
+            value = settable[args.key](args.value)
+        except ValueError:
+            raise UsageError(f"bad value for {args.key}: {args.value!r}") from None
+        if args.key == "copies" and not 0 <= value <= 16:
+            raise UsageError("copies must be between 0 (automatic) and 16")
+        if args.key == "compression_level" and not 0 <= value <= 22:
+            raise UsageError("compression_level must be between 0 (off) and 22")
+        if args.key in ("workers", "upload_parallel") and not 1 <= value <= 64:
+            raise UsageError(f"{args.key} must be between 1 and 64")
+        cfg = replace(cfg, **{args.key: value})
+        h.write_config(cfg)
+    doc = {k: getattr(cfg, k) for k in settable} | {
+        "chunk_min": cfg.chunk_min, "chunk_avg": cfg.chunk_avg, "chunk_max": cfg.chunk_max,
+        "effective_copies": cfg.effective_copies()}
+    if args.action == "get":
+        if args.key not in doc:
+            raise UsageError(f"unknown key {args.key}")
+        out.line(str(doc[args.key]))
+        out.doc({args.key: doc[args.key]})
+        return 0
+    for k, v in doc.items():
+        out.line(f"{k} = {v}")
+    out.doc(doc)
     return 0
 
 
@@ -169,16 +391,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backend", help="add, list or remove backends")
     bs = p.add_subparsers(dest="action", metavar="ACTION")
     bs.required = True
-    a = bs.add_parser("add", help="add a backend: dir NAME PATH")
+    a = bs.add_parser("add", help="add a backend: dir NAME PATH | s3 NAME --bucket B | "
+                      "webdav NAME URL | rclone NAME REMOTE:PATH")
     a.add_argument("kind", choices=["dir", "s3", "webdav", "rclone"])
     a.add_argument("name")
-    a.add_argument("target", help="PATH for dir")
-    a.add_argument("--quota", metavar="SIZE")
+    a.add_argument("target", nargs="?", help="PATH (dir), URL (webdav) or REMOTE:PATH (rclone)")
+    a.add_argument("--quota", metavar="SIZE", help="e.g. 500MB or 2GiB")
+    a.add_argument("--bucket")
+    a.add_argument("--endpoint", help="S3 endpoint URL (MinIO, B2, R2, Wasabi, ...)")
+    a.add_argument("--region")
+    a.add_argument("--prefix")
+    a.add_argument("--username")
+    a.add_argument("--rclone-config", metavar="FILE")
+    a.add_argument("--no-check", action="store_true", help="do not contact the backend first")
     a.set_defaults(func=cmd_backend)
-    r = bs.add_parser("rm")
+    r = bs.add_parser("rm", help="forget a backend (after drain)")
     r.add_argument("name")
+    r.add_argument("--force", action="store_true", help="forget it even if it still holds packs")
     r.set_defaults(func=cmd_backend)
+    d = bs.add_parser("drain", help="move a backend's packs to the others")
+    d.add_argument("name")
+    d.set_defaults(func=cmd_backend)
     ls = bs.add_parser("ls")
     ls.set_defaults(func=cmd_backend)
     p = sub.add_parser("info", help="node totals")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("status", help="pending uploads, transfer rates, recent errors")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("upload", help="send queued uploads now")
+    p.add_argument("--parallel", type=int, metavar="N")
+    p.set_defaults(func=cmd_upload)
+    p = sub.add_parser("repair", help="restore missing or corrupt copies from healthy ones")
+    p.set_defaults(func=cmd_repair)
+    p = sub.add_parser("config", help="show or change settings (copies, cache_capacity, ...)")
+    p.add_argument("action", nargs="?", choices=["get", "set"])
+    p.add_argument("key", nargs="?")
+    p.add_argument("value", nargs="?")
+    p.set_defaults(func=cmd_config)

@@ -64,8 +64,11 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
     total = sum(j[0].stat().st_size for j in jobs if isinstance(j[0], Path))
     failed: list[MosaicError] = []
     with open_node(args) as node:
+        if args.parallel:
+            from dataclasses import replace
+            node.config = replace(node.config, upload_parallel=args.parallel)
         bar = out.progress(total or None, "put")
-        with node.ingest(bar) as s:
+        with node.ingest(bar, wait=not args.no_wait) as s:
             for src, name in jobs:
                 try:
                     s.put_source(sys.stdin.buffer if src == "-" else src, name)
@@ -215,18 +218,40 @@ def _fids(node: Node, refs: list[str], all_: bool) -> list[bytes] | None:
 
 
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
-    """mosaic verify [REF...|--all]"""
+    """mosaic verify [REF...|--all] [--backends [--sample FRACTION]]"""
     from .maintenance import verify
+    doc: dict = {}
+    problems = 0
     with open_node(args) as node:
-        bar = out.progress(None, "verify")
-        rep = verify(node, _fids(node, args.refs, args.all), bar)
-        bar.finish()
-    for e in rep.errors:
-        sys.stderr.write(f"mosaic: verify: {e}\n")
-    out.line(f"verified {rep.files} files, {format_size(rep.bytes)}: "
-             + ("OK" if not rep.errors else f"{len(rep.errors)} problems"))
-    out.doc({"files": rep.files, "bytes": rep.bytes, "errors": rep.errors, "ok": not rep.errors})
-    return 0 if not rep.errors else 3
+        if args.refs or args.all or not args.backends:
+            bar = out.progress(None, "verify")
+            rep = verify(node, _fids(node, args.refs, args.all), bar)
+            bar.finish()
+            for e in rep.errors:
+                sys.stderr.write(f"mosaic: verify: {e}\n")
+            out.line(f"verified {rep.files} files, {format_size(rep.bytes)}: "
+                     + ("OK" if not rep.errors else f"{len(rep.errors)} problems"))
+            doc.update({"files": rep.files, "bytes": rep.bytes, "errors": rep.errors})
+            problems += len(rep.errors)
+        if args.backends:
+            from .repair import scrub
+            if not 0 < args.sample <= 1:
+                raise UsageError("--sample must be in (0, 1]")
+            sc = scrub(node, args.sample)
+            for p, b in sc.missing:
+                sys.stderr.write(f"mosaic: verify: pack {p[:16]} is missing on {b}\n")
+            for p, b in sc.corrupt:
+                sys.stderr.write(f"mosaic: verify: pack {p[:16]} is corrupt on {b}\n")
+            for u in sc.unreachable:
+                sys.stderr.write(f"mosaic: verify: backend unreachable: {u}\n")
+            bad = len(sc.missing) + len(sc.corrupt) + len(sc.unreachable)
+            out.line(f"checked {sc.checked} stored objects, {format_size(sc.bytes)}: "
+                     + ("OK" if not bad else f"{bad} problems (queued for `mosaic repair`)"))
+            doc["backends"] = sc.__dict__
+            problems += bad
+    doc["ok"] = not problems
+    out.doc(doc)
+    return 0 if not problems else 3
 
 
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
@@ -281,6 +306,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders with -r, or - for stdin")
     p.add_argument("-r", "--recursive", action="store_true", help="store folders recursively")
     p.add_argument("--name", help="the name to record (with -r: the folder's name)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once stored locally; uploads stay queued (`mosaic upload`)")
+    p.add_argument("--parallel", type=int, metavar="N", help="parallel uploads (default 8)")
     p.set_defaults(func=cmd_put)
     p = sub.add_parser("get", help="write a file's exact bytes to DEST or stdout")
     p.add_argument("ref", metavar="HASH|NAME")
@@ -311,6 +339,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="read back and check files")
     p.add_argument("refs", nargs="*", metavar="HASH|NAME")
     p.add_argument("--all", action="store_true")
+    p.add_argument("--backends", action="store_true", help="also fetch and check stored objects")
+    p.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
+                   help="with --backends: check this random share of objects")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("export", help="dump manifests as JSON")
     p.add_argument("refs", nargs="*", metavar="HASH|NAME")

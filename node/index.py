@@ -38,6 +38,7 @@ _ENTRY = struct.Struct("<32sI")
 _U64 = struct.Struct("<Q")
 _BE64 = struct.Struct(">Q")
 MAP_SIZE = 1 << 40  # virtual; the file grows only as pages are used
+LOCAL = "@local"  # the repair queue's name for the local store
 
 
 @dataclass(frozen=True)
