@@ -100,7 +100,8 @@ class Node:
         avg = chunk_avg or defaults.avg_size
         params = ChunkParams(chunk_min or min(defaults.min_size, avg // 2) if not chunk_min else chunk_min,
                              avg, chunk_max or max(defaults.max_size, avg * 4)).validate()
-        cfg = Config(chunk_min=params.min_size, chunk_avg=params.avg_size, chunk_max=params.max_size)
+        cfg = Config(chunk_min=params.min_size, chunk_avg=params.avg_size, chunk_max=params.max_size,
+                     node_tag=os.urandom(8).hex())
         if pack_size is not None:
             cfg = Config(**{**cfg.__dict__, "pack_size": pack_size})
         if cache_capacity is not None:
@@ -321,6 +322,12 @@ class Node:
         from .maintenance import gc
         return gc(self, dry_run=dry_run)
 
+    def save_index_copy(self) -> None:
+        """Store a full snapshot of the index on every backend (after rm, mv, import, gc...)."""
+        if self.config.backends:
+            from .indexlog import write_snapshot
+            write_snapshot(self)
+
     def stat(self, ref: str) -> dict:
         """Size, chunks, stored bytes, dedup saving, cached fraction and locations."""
         from .maintenance import file_stat
@@ -432,6 +439,11 @@ class IngestSession:
                 self.ing.close()
                 if self.wait:
                     upload_pending(self.node, progress=self.upload_progress)
+                if self.node.config.backends and (self.ing.sealed or self.ing.name_changes):
+                    from .indexlog import write_log
+                    write_log(self.node, [p.pack_id for p in self.ing.sealed],
+                              [*self.ing.new_files, *(n for _, _, n in self.ing.name_changes if n)],
+                              [(name, new) for name, _, new in self.ing.name_changes])
             else:
                 self.ing.abort()
                 if isinstance(ev, CapacityError):

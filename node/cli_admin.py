@@ -67,6 +67,8 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     from .maintenance import gc
     with open_node(args) as node:
         rep = gc(node, dry_run=args.dry_run)
+        if not args.dry_run:
+            node.save_index_copy()
     verb = "would remove" if rep.dry_run else "removed"
     out.line(f"{verb} {rep.dead_chunks} unreferenced chunks ({format_size(rep.dead_bytes)}); "
              f"packs deleted {rep.packs_deleted}, repacked {rep.packs_repacked}; "
@@ -210,6 +212,7 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
             from .repair import drain
             with open_node(args) as node:
                 moved, deleted, errors = drain(node, args.name)
+                node.save_index_copy()
             for e in errors:
                 out.info(f"mosaic: drain: {e}")
             out.line(f"drained {args.name}: {moved} copies made elsewhere, {deleted} objects removed"
@@ -290,6 +293,8 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
         bar = out.progress(None, "upload")
         n, errors = upload_pending(node, raise_on_error=False, progress=bar)
         bar.finish()
+        if n:
+            node.save_index_copy()
     for e in errors:
         out.info(f"mosaic: upload: {e}")
     out.line(f"uploaded {n} packs" + (f"; {len(errors)} failed (still queued)" if errors else ""))
@@ -302,12 +307,24 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
     from .repair import repair
     with open_node(args) as node:
         rep = repair(node)
+        node.save_index_copy()
     for e in rep.failed:
         out.info(f"mosaic: repair: {e}")
     out.line(f"repaired {rep.repaired} copies, added {rep.added} copies"
              + (f"; {len(rep.failed)} problems remain" if rep.failed else ""))
     out.doc(rep.__dict__)
     return 0 if not rep.failed else 5
+
+
+def cmd_recover(args: argparse.Namespace, out: Output) -> int:
+    """mosaic recover --from NAME: rebuild this (empty) node's index from a backend."""
+    from .indexlog import recover
+    with open_node(args) as node:
+        res = recover(node, args.source)
+    out.line(f"recovered {res['files']} files, {res['names']} names, {res['packs']} packs "
+             f"from {res['objects']} index objects on {res['from']}")
+    out.doc(res)
+    return 0
 
 
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
@@ -423,6 +440,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_upload)
     p = sub.add_parser("repair", help="restore missing or corrupt copies from healthy ones")
     p.set_defaults(func=cmd_repair)
+    p = sub.add_parser("recover", help="rebuild an empty node's index from a backend's index copy")
+    p.add_argument("--from", dest="source", required=True, metavar="NAME")
+    p.set_defaults(func=cmd_recover)
     p = sub.add_parser("config", help="show or change settings (copies, cache_capacity, ...)")
     p.add_argument("action", nargs="?", choices=["get", "set"])
     p.add_argument("key", nargs="?")

@@ -193,6 +193,7 @@ def cmd_rm(args: argparse.Namespace, out: Output) -> int:
     with open_node(args) as node:
         for ref in args.refs:
             removed += node.rm(ref)
+        node.save_index_copy()
     for r in removed:
         out.line(f"removed {r}")
     out.doc({"removed": removed})
@@ -203,6 +204,7 @@ def cmd_mv(args: argparse.Namespace, out: Output) -> int:
     """mosaic mv OLD NEW"""
     with open_node(args) as node:
         node.mv(args.old, args.new)
+        node.save_index_copy()
     out.doc({"old": check_name(args.old), "new": check_name(args.new)})
     return 0
 
@@ -280,6 +282,7 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
             raise NotFoundError(f"no such file: {args.file}") from None
     with open_node(args) as node:
         stats = import_(node, data)
+        node.save_index_copy()
     out.line(f"imported {stats['files']} files ({stats['new_files']} new, "
              f"{stats['new_chunks']} new chunk records, {stats['names']} names set)")
     out.doc(stats)

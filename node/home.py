@@ -57,6 +57,7 @@ class Config:
     cache_capacity: int = DEFAULT_CACHE_CAPACITY
     workers: int = 2
     copies: int = 0  # 0: automatic (2 with at least 2 backends, else 1)
+    node_tag: str = ""  # random, names this node's index copies on backends
     upload_parallel: int = 8
     backends: tuple[BackendConfig, ...] = ()
 
@@ -76,6 +77,7 @@ class Config:
                         "workers": self.workers, "copies": self.copies,
                         "upload_parallel": self.upload_parallel},
             "cache": {"capacity": self.cache_capacity},
+            "node": {"tag": self.node_tag},
             "backends": [{"name": b.name, "kind": b.kind, **b.options} for b in self.backends],
         }
 
@@ -95,6 +97,7 @@ class Config:
                        compression_level=int(st.get("compression_level", 3)),
                        workers=int(st.get("workers", 2)),
                        copies=int(st.get("copies", 0)),
+                       node_tag=str(doc.get("node", {}).get("tag", "")),
                        upload_parallel=int(st.get("upload_parallel", 8)),
                        cache_capacity=int(doc.get("cache", {}).get("capacity", DEFAULT_CACHE_CAPACITY)),
                        backends=backends)
