@@ -103,7 +103,9 @@ class Index:
     """The node's LMDB environment and its named tables."""
 
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
-              "repairs", "events")
+              "repairs", "events",
+              # replication (replica.py): empty until the node has had a peer
+              "synclog", "syncvec", "namestate", "waiting", "wanted")
 
     def __init__(self, path: Path):
         try:
@@ -121,6 +123,9 @@ class Index:
                 raise HomeError(f"index schema {int(cur)} is not supported by this version")
         self.names = NameStore(self.db["names"])
         self._pid_by_no: dict[int, bytes] = {}
+        with self.read() as txn:
+            #: this node's ID once replication is enabled (replica.enable); None before
+            self.repl_origin: bytes | None = txn.get(b"node_id", db=self.db["meta"])
 
     def close(self) -> None:
         """Close the environment."""
@@ -176,6 +181,9 @@ class Index:
         txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks), 0]),
                 db=self.db["manifests"])
         txn.put(_BE64.pack(no), m.file_id, db=self.db["files"], append=True)
+        if self.repl_origin is not None:
+            from . import replica
+            replica.log_manifest(self, txn, m)
         return True
 
     def remove_manifest(self, txn: lmdb.Transaction, fid: bytes) -> bool:
@@ -191,7 +199,7 @@ class Index:
                 row[4] = max(0, row[4] - 1)
                 txn.put(cid, _pack(row), db=self.db["chunks"])
         if n_names:
-            self.names.update(txn, [(n, None) for n in self.names_of(fid, txn)])
+            self.set_names(txn, [(n, None) for n in self.names_of(fid, txn)])
         txn.delete(fid, db=self.db["manifests"])
         txn.delete(_BE64.pack(no), db=self.db["files"])
         return True
@@ -239,7 +247,18 @@ class Index:
 
     def set_names(self, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
                   ) -> list[tuple[str, bytes | None, bytes | None]]:
-        """Point names at file IDs (None removes); returns (name, old, new) per real change."""
+        """Point names at file IDs (None removes); returns (name, old, new) per real change.
+
+        Once replication is enabled the change is a versioned, logged write (replica.py).
+        """
+        if self.repl_origin is not None:
+            from . import replica
+            return replica.write_names(self, txn, changes)
+        return self.set_names_view(txn, changes)
+
+    def set_names_view(self, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
+                       ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Change the name directory itself (no versioning); keeps name counts."""
         numbered: list[tuple[str, int | None]] = []
         for name, fid in changes:
             if fid is None:
