@@ -30,7 +30,7 @@ def ask_passphrase(confirm: bool = False) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    from . import cli_admin, cli_files
+    from . import cli_admin, cli_files, cli_peers
     p = argparse.ArgumentParser(prog="mosaic", description="Content-addressed, deduplicating, "
                                 "encrypted storage node.")
     p.add_argument("--home", help="node home (default: $MOSAIC_HOME or ~/.local/share/mosaic)")
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     cli_admin.register(sub)
     cli_files.register(sub)
+    cli_peers.register(sub)
     return p
 
 

@@ -267,10 +267,25 @@ def _backend_rows(args: argparse.Namespace, cfg) -> list[dict]:  # noqa: ANN001
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
-    """mosaic status: pending uploads per backend, transfer rates, recent errors."""
+    """mosaic status [HASH|NAME]: daemon, pending uploads, rates, errors; or where a file is."""
+    from .cli_peers import daemon_status
     from .repair import status
     with open_node(args) as node:
+        if args.ref:
+            from .maintenance import file_stat
+            st = file_stat(node, node.resolve(args.ref).file_id)
+            where = {"hash": st["hash"], "size": st["size"], "local": st["cached_fraction"],
+                     "locations": st["locations"], "pinned": node.index.read().get(
+                         bytes.fromhex(st["hash"]), db=node.index.db["pins"]) is not None}
+            out.line(f"{st['hash']}  {st['size']} bytes")
+            out.line("  " + ", ".join(f"{k} {v:.0%}" for k, v in st["locations"].items())
+                     + ("  (pinned)" if where["pinned"] else ""))
+            out.doc(where)
+            return 0
         st = status(node)
+        st["daemon"] = daemon_status(node.home)
+    d = st["daemon"]
+    out.line(f"daemon: {'ready on ' + d['listen'] + ' (pid ' + str(d['pid']) + ')' if d.get('running') else 'not running'}")
     for b, p in st["pending"].items():
         out.line(f"pending  {b:12} {p['packs']:>5} packs  {format_size(p['bytes']):>10}")
     for k, r in st["transfers"].items():
@@ -433,7 +448,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_backend)
     p = sub.add_parser("info", help="node totals")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("status", help="pending uploads, transfer rates, recent errors")
+    p = sub.add_parser("status", help="daemon, pending uploads, transfer rates, recent errors; "
+                       "or where a file is")
+    p.add_argument("ref", nargs="?", metavar="HASH|NAME")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("upload", help="send queued uploads now")
     p.add_argument("--parallel", type=int, metavar="N")

@@ -105,11 +105,11 @@ class Index:
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
               "repairs", "events",
               # replication (replica.py): empty until the node has had a peer
-              "synclog", "syncvec", "namestate", "waiting", "wanted")
+              "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins")
 
     def __init__(self, path: Path):
         try:
-            self.env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=16, subdir=True,
+            self.env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=32, subdir=True,
                                  lock=True, metasync=True, sync=True, max_readers=256,
                                  readahead=False)
         except lmdb.Error as e:

@@ -149,6 +149,11 @@ class SyncSession:
         """The current state."""
         return self._state
 
+    @property
+    def peer_claims(self) -> dict[bytes, int]:
+        """What the peer has told us it holds: {origin: highest seq}."""
+        return dict(self._claims)
+
     # -- calls from the node ------------------------------------------------
 
     def start(self) -> list[Message]:
