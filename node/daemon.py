@@ -58,7 +58,7 @@ class Daemon:
         self.peers = Peers(node.index)
         self.live: dict[int, _Live] = {}
         self.store = replica.LmdbSyncStore(node.index)
-        self.cap = f"key:{node.keys.key_id}"
+        self.cap = f"key.{node.keys.key_id}"
         self.db_lock = trio.Lock()  # one LMDB writer task at a time in this process
 
     # ---- trust --------------------------------------------------------------
@@ -90,8 +90,8 @@ class Daemon:
                 n.start_soon(self._reader, conn, live, send, n.cancel_scope)
                 n.start_soon(self._pusher, live, send)
                 n.start_soon(self._fetcher, live, send)
-        except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-            log.warning("peer %s: connection closed: %s", peer.hex()[:16], e)
+        except Exception as e:  # noqa: BLE001 - one peer's failure never stops the daemon
+            log.warning("peer %s: connection closed: %s", peer.hex()[:16], _describe(e))
         finally:
             self.live.pop(key, None)
             self.peers.seen(peer, connected=False)
@@ -193,7 +193,7 @@ class Daemon:
                     async def attempt(peer_id: bytes = peer_id, host: str = host, port: int = port) -> None:
                         try:
                             conn = await connect(self.identity, host, port, peer_id)
-                        except (TransportError, OSError, trio.TooSlowError) as e:
+                        except (TransportError, OSError, trio.TooSlowError, ProtocolError) as e:
                             b = min(backoff.get(peer_id, 0.5) * 2, 30.0)
                             backoff[peer_id] = b
                             next_try[peer_id] = time.monotonic() + b
@@ -223,6 +223,16 @@ class Daemon:
         doc = {"pid": os.getpid(), "listen": f"{self.listen[0]}:{self.listen[1]}",
                "node_id": self.identity.node_id_str, "ready": ready, "since": time.time()}
         atomic_write(self.node.home.root / "daemon.json", json.dumps(doc).encode())
+
+
+def _describe(e: BaseException) -> str:
+    """One line for a (possibly grouped) exception."""
+    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(_describe(x) for x in e.exceptions)
+    kind = "protocol error" if isinstance(e, ProtocolError) else type(e).__name__
+    return f"{kind}: {e}"
 
 
 def split_addr(addr: str) -> tuple[str, int]:
