@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -238,9 +239,9 @@ class Node:
                 total += f.result()
         return total
 
-    def open_file(self, ref: str) -> FileReader:
-        """A seekable binary read stream over a stored file."""
-        return FileReader(self, self.resolve(ref))
+    def open_file(self, ref: str) -> io.BufferedReader:
+        """A seekable binary read stream over a stored file (like `open(path, "rb")`)."""
+        return io.BufferedReader(FileReader(self, self.resolve(ref)), buffer_size=1 << 20)
 
     #: `Node.open(home)` opens a node; `node.open(ref)` opens a stored file.
     open = _HomeOrFile(open_home, open_file)
@@ -270,8 +271,8 @@ class Node:
     def rm(self, ref: str) -> list[str]:
         """Remove a name (and the file once its last name is gone), or a file by hash."""
         with HomeLock(self.home, exclusive=False), self.index.write() as txn:
-            if is_hash(ref) and self.index.get_manifest(bytes.fromhex(ref), txn) is not None:
-                fid = bytes.fromhex(ref)
+            if is_hash(ref.lower()) and self.index.get_manifest(bytes.fromhex(ref.lower()), txn) is not None:
+                fid = bytes.fromhex(ref.lower())
                 names = self.index.names_of(fid, txn)
                 self.index.remove_manifest(txn, fid)
                 return names
@@ -373,7 +374,7 @@ class Node:
     def note_bad_copy(self, pid: bytes, where: str, reason: str = "corrupt") -> None:
         """Report a corrupt or missing copy; a backend copy is queued for `mosaic repair`."""
         self.bad_copies.append((pid, where))
-        log.warning("bad copy of pack %s in %s: %s (queued for repair)", pid.hex()[:16], where, reason)
+        log.info("bad copy of pack %s in %s: %s (queued for repair)", pid.hex()[:16], where, reason)
         target = where[len("backend "):] if where.startswith("backend ") else LOCAL
         try:
             with self.index.write() as txn:

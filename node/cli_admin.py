@@ -26,7 +26,8 @@ def cmd_init(args: argparse.Namespace, out: Output) -> int:
         doc = keymod.read_key_file(Path(args.key_file))
         if keymod.is_sealed(doc):
             import os
-            kf_pw = os.environ.get("MOSAIC_KEY_FILE_PASSPHRASE", pw)
+            kf_pw = (os.environ.get("MOSAIC_KEY_FILE_PASSPHRASE") or os.environ.get("MOSAIC_PASSPHRASE")
+                     or pw)
             if kf_pw is None:
                 raise UsageError("the key file is sealed: set MOSAIC_KEY_FILE_PASSPHRASE or MOSAIC_PASSPHRASE")
     node = Node.init(args.home, passphrase=pw, no_passphrase=args.no_passphrase,
@@ -386,7 +387,7 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         from .cache import cache_info
         ci = cache_info(node)
         doc = {"home": str(node.home.root), "key_id": node.keys.key_id,
-               "files": idx.count("manifests"), "names": idx.count("names"),
+               "files": idx.count("manifests"), "names": idx.names.count(idx.read()),
                "chunks": idx.count("chunks"), "packs": idx.count("packs"),
                "local_bytes": ci.used, "backends": [b.name for b in node.config.backends]}
     for k, v in doc.items():

@@ -31,54 +31,57 @@ class GcReport:
     dry_run: bool = False
 
 
-def gc(node: Node, dry_run: bool = False, repack_threshold: float = 0.0) -> GcReport:
-    """Remove chunks no manifest references; delete or repack the packs that held them.
+def gc(node: Node, dry_run: bool = False, remote_repack_threshold: float = 0.5) -> GcReport:
+    """Remove chunks no manifest references, and the space they hold.
 
-    A pack whose dead share exceeds `repack_threshold` (0: any dead chunk) and that is
-    in the local store is rewritten with its live objects only (objects are copied as
-    they are; no re-encryption). Runs under the exclusive home lock.
+    Pack by pack: a pack with no live chunk is deleted (locally and on its
+    backends); a pack with some garbage (unreferenced chunks, or duplicate copies
+    that lost a race with another writer) is rewritten with its live objects
+    only (copied as they are, no re-encryption) when it is in the local store, or
+    when it lives only on backends and is mostly garbage. The new pack reaches the
+    old pack's backends before the old one is deleted anywhere. Runs under the
+    exclusive home lock, so no put is in flight.
     """
     rep = GcReport(dry_run=dry_run)
     idx = node.index
     with HomeLock(node.home, exclusive=True):
-        dead: dict[bytes, list[tuple[bytes, ChunkRecord]]] = defaultdict(list)
         live: dict[bytes, list[tuple[bytes, ChunkRecord]]] = defaultdict(list)
+        dead: dict[bytes, list[bytes]] = defaultdict(list)
         with idx.read() as txn:
             for k, r in idx.iter_chunks(txn):
-                (dead if r.refcount <= 0 else live)[r.pack_id].append((k, r))
+                if r.refcount > 0:
+                    live[r.pack_id].append((k, r))
+                else:
+                    dead[r.pack_id].append(k)
+                    rep.dead_chunks += 1
+                    rep.dead_bytes += r.stored_len
             packs = dict(idx.iter_packs(txn))
-        for items in dead.values():
-            rep.dead_chunks += len(items)
-            rep.dead_bytes += sum(r.stored_len for _, r in items)
         for f in node.home.tmp_dir.iterdir():
             rep.temp_files += 1
             if not dry_run:
                 f.unlink(missing_ok=True)
-        if dry_run:
-            for pid in dead:
-                if not live.get(pid):
-                    rep.packs_deleted += 1
-                    rep.bytes_freed += packs.get(pid, PackRecord(0, 0, False, (), 0)).size
-            return rep
-        for pid, items in dead.items():
-            prec = packs.get(pid)
-            if not live.get(pid):
-                with idx.write() as txn:
-                    for cid, _ in items:
-                        idx.delete_chunk(txn, cid)
-                    idx.delete_pack(txn, pid)
-                _delete_pack_everywhere(node, pid, prec)
+        for pid, prec in packs.items():
+            alive = live.get(pid, [])
+            if not alive:
                 rep.packs_deleted += 1
-                rep.bytes_freed += prec.size if prec else 0
+                rep.bytes_freed += prec.size
+                if not dry_run:
+                    with idx.write() as txn:
+                        for cid in dead.get(pid, []):
+                            idx.delete_chunk(txn, cid)
+                        idx.delete_pack(txn, pid)
+                    _delete_pack_everywhere(node, pid, prec)
                 continue
-            dead_bytes = sum(r.stored_len for _, r in items)
-            total = dead_bytes + sum(r.stored_len for _, r in live[pid])
-            if prec is None or not prec.local or dead_bytes / total <= repack_threshold:
+            if prec.n_chunks <= len(alive):
+                continue  # no garbage inside (or a pack known only by location hints)
+            garbage = max(0, prec.size - sum(r.stored_len for _, r in alive))
+            if not prec.local and garbage < remote_repack_threshold * prec.size:
                 continue
-            _repack(node, pid, prec, live[pid], [c for c, _ in items])
-            rep.packs_repacked += 1
-            rep.bytes_freed += dead_bytes
-        _sweep_orphans(node)
+            if dry_run or _repack(node, pid, prec, alive, dead.get(pid, [])):
+                rep.packs_repacked += 1
+                rep.bytes_freed += garbage
+        if not dry_run:
+            _sweep_orphans(node)
     return rep
 
 
@@ -108,30 +111,56 @@ def _delete_pack_everywhere(node: Node, pid: bytes, rec: PackRecord | None) -> N
 
 
 def _repack(node: Node, pid: bytes, prec: PackRecord, live: list[tuple[bytes, ChunkRecord]],
-            dead: list[bytes]) -> None:
+            dead: list[bytes]) -> bool:
+    """Rewrite a pack with its live objects; False (nothing changed) if that is not possible now."""
+    from .repair import _good_copy
     idx = node.index
+    here = prec.local and node.local.has(pid)
+    whole = None if here else _good_copy(node, pid, avoid="")
+    if whole is None and not here:
+        return False
     w = PackWriter(node.home, node.keys.pack_index)
     try:
         for cid, r in sorted(live, key=lambda x: x[1].offset):
-            w.add(cid, node.local.read(pid, r.offset, r.stored_len), r.plain_len)
+            blob = (node.local.read(pid, r.offset, r.stored_len) if whole is None
+                    else whole[r.offset:r.offset + r.stored_len])
+            w.add(cid, blob, r.plain_len)
         sealed = w.seal()
     except BaseException:
         w.abort()
         raise
+    placed: list[str] = []
+    if prec.locations:
+        from backends.errors import BackendError
+
+        from .remote import pack_object_name
+        data = node.local.read_all(sealed.pack_id)
+        for b in prec.locations:
+            if node.hub is None or b not in node.hub.backends:
+                continue
+            try:
+                node.hub.run(node.hub.backends[b].put, pack_object_name(sealed.pack_id), data)
+                placed.append(b)
+            except BackendError:
+                pass
+        if not placed:
+            node.local.delete(sealed.pack_id)
+            return False
     where = {e.chunk_id: e for e in sealed.entries}
     with idx.write() as txn:
-        idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries), True, (),
-                                                     time.time_ns()))
+        idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries), True,
+                                                     tuple(sorted(placed)), time.time_ns()))
         for cid, r in live:
             e = where[cid]
             idx.put_chunk(txn, cid, ChunkRecord(sealed.pack_id, e.offset, e.stored_len, r.plain_len,
                                                 r.refcount))
         for cid in dead:
             idx.delete_chunk(txn, cid)
-        for b in prec.locations:
+        for b in set(prec.locations) - set(placed):
             idx.queue_upload(txn, sealed.pack_id, b)
         idx.delete_pack(txn, pid)
     _delete_pack_everywhere(node, pid, prec)
+    return True
 
 
 def _sweep_orphans(node: Node) -> None:
@@ -163,6 +192,11 @@ def verify(node: Node, fids: list[bytes] | None, progress=None) -> VerifyReport:
     if fids is None:
         with node.index.read() as txn:
             fids = list(node.index.iter_manifest_ids(txn))
+            local = [pid for pid, r in node.index.iter_packs(txn) if r.local]
+        for pid in local:
+            err = _check_local_pack(node, pid)
+            if err:
+                rep.errors.append(f"pack {pid.hex()[:16]}: {err}")
     for fid in fids:
         m = node.index.get_manifest(fid)
         if m is None:
@@ -177,6 +211,24 @@ def verify(node: Node, fids: list[bytes] | None, progress=None) -> VerifyReport:
         except (IntegrityError, MosaicError) as e:
             rep.errors.append(f"{fid.hex()}: {e}")
     return rep
+
+
+def _check_local_pack(node: Node, pid: bytes) -> str | None:
+    """None if the local pack file matches its ID and its trailer opens, else what is wrong."""
+    from .packs import pack_id_of, parse_pack
+    try:
+        data = node.local.read_all(pid)
+    except FileNotFoundError:
+        return "missing from the local store"
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if pack_id_of(data) != pid:
+        return "content does not match its ID (corrupt)"
+    try:
+        parse_pack(node.keys.pack_index, data)
+    except IntegrityError as e:
+        return str(e)
+    return None
 
 
 def file_stat(node: Node, fid: bytes) -> dict:

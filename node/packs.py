@@ -109,19 +109,21 @@ class PackWriter:
     def __init__(self, home: Home, index_key: bytes):
         self.home, self.key = home, index_key
         self.tmp = home.tmp_dir / f"pack-{os.getpid()}-{nacl.utils.random(8).hex()}"
+        self.f = None
         try:
             self.f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - closed in seal/abort
-            self.f.write(MAGIC)
+            self._write_all(MAGIC)
         except OSError as e:
+            self.abort()
             raise _os_error(e, "creating a pack") from None
         self.hasher = blake3.blake3(MAGIC)
         self.size = len(MAGIC)
         self.entries: list[PackEntry] = []
 
-    def add(self, cid: bytes, blob: bytes, plain_len: int) -> None:
+    def add(self, cid: bytes, blob: bytes | bytearray | memoryview, plain_len: int) -> None:
         """Append one encoded object."""
         try:
-            self.f.write(blob)
+            self._write_all(blob)
         except OSError as e:
             self.abort()
             raise _os_error(e, "writing a pack") from None
@@ -129,11 +131,20 @@ class PackWriter:
         self.entries.append(PackEntry(cid, self.size, len(blob), plain_len))
         self.size += len(blob)
 
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Write every byte: an unbuffered write may store fewer bytes than asked."""
+        view = memoryview(data)
+        while view:
+            n = self.f.write(view)
+            if not n:
+                raise OSError(28, "No space left on device")
+            view = view[n:]
+
     def seal(self) -> SealedPack:
         """Write the trailer, fsync, and rename into packs/; returns the pack's identity."""
         trailer = build_trailer(self.key, self.entries)
         try:
-            self.f.write(trailer)
+            self._write_all(trailer)
             self.hasher.update(trailer)
             os.fsync(self.f.fileno())
             self.f.close()
@@ -149,11 +160,15 @@ class PackWriter:
 
     def abort(self) -> None:
         """Drop the temporary file."""
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:
+                pass
         try:
-            self.f.close()
+            self.tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        self.tmp.unlink(missing_ok=True)
 
 
 class LocalPacks:

@@ -18,6 +18,7 @@ VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 MAX_INT = (1 << 63) - 1
+MAX_CHUNK_LEN = (1 << 32) - 1
 
 
 class ManifestFormatError(ProtocolError):
@@ -69,7 +70,10 @@ def _from_iso(s: object, where: str) -> int:
         base = dt.datetime.strptime(s[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
     except ValueError:
         raise ManifestFormatError(f"{where}: not a valid date") from None
-    return int(base.timestamp()) * 1_000_000_000 + int(s[20:29])
+    ns = int(base.timestamp()) * 1_000_000_000 + int(s[20:29])
+    if not 0 <= ns <= MAX_INT:
+        raise ManifestFormatError(f"{where}: outside 1970..2262")
+    return ns
 
 
 def encode_dump(d: Dump) -> str:
@@ -137,7 +141,7 @@ def parse_dump(text: str | bytes) -> Dump:
         raise ManifestFormatError("top level: expected an object")
     if doc.get("format") != FORMAT:
         raise ManifestFormatError(f"format: expected {FORMAT!r}")
-    if doc.get("version") != VERSION:
+    if type(doc.get("version")) is not int or doc.get("version") != VERSION:
         raise ManifestFormatError(f"version: unsupported version {doc.get('version')!r} (this reads {VERSION})")
     _keys(doc, {"format", "version", "key_id", "exported", "files", "locations"}, "top level")
     key_id = doc["key_id"]
@@ -163,6 +167,7 @@ def parse_dump(text: str | bytes) -> Dump:
             tuple(_backend_name(b, f"{w}.backends[{i}]") for i, b in enumerate(v["backends"])))
     files: list[DumpFile] = []
     seen: set[bytes] = set()
+    lengths: dict[bytes, int] = {}
     for i, f in enumerate(doc["files"]):
         w = f"files[{i}]"
         if not isinstance(f, dict):
@@ -183,7 +188,13 @@ def parse_dump(text: str | bytes) -> Dump:
             cw = f"{w}.chunks[{j}]"
             if not isinstance(c, list) or len(c) != 2:
                 raise ManifestFormatError(f"{cw}: expected [id, length]")
-            chunks.append((_hex(c[0], cw), _int(c[1], cw, 1)))
+            n = _int(c[1], cw, 1)
+            if n > MAX_CHUNK_LEN:
+                raise ManifestFormatError(f"{cw}: chunk length above {MAX_CHUNK_LEN}")
+            chunks.append((_hex(c[0], cw), n))
+        for cid, n in chunks:
+            if lengths.setdefault(cid, n) != n:
+                raise ManifestFormatError(f"{w}.chunks: chunk {cid.hex()[:16]} listed with two lengths")
         if sum(n for _, n in chunks) != size:
             raise ManifestFormatError(f"{w}: chunk lengths add up to {sum(n for _, n in chunks)}, not size {size}")
         files.append(DumpFile(fid, names, size, _from_iso(f["created"], f"{w}.created"), tuple(chunks)))

@@ -40,8 +40,10 @@ names = st.lists(name_part, min_size=1, max_size=4).map("/".join).filter(
 def dumps(draw: st.DrawFn, min_files: int = 0) -> Dump:
     files = []
     locations: dict[bytes, DumpLocation] = {}
+    lengths: dict[bytes, int] = {}  # one chunk ID has one length (the format checks it)
     for fid in draw(st.lists(ids, min_size=min_files, max_size=5, unique=True)):
-        chunks = tuple(draw(st.lists(st.tuples(ids, st.integers(1, MAX_INT // 16)), max_size=6)))
+        raw = draw(st.lists(st.tuples(ids, st.integers(1, (1 << 32) - 1)), max_size=6))
+        chunks = tuple((cid, lengths.setdefault(cid, n)) for cid, n in raw)
         for cid, _ in chunks:
             if cid not in locations and draw(st.booleans()):
                 locations[cid] = DumpLocation(draw(ids), draw(st.integers(0, MAX_INT)),
