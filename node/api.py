@@ -280,7 +280,7 @@ class Node:
             fid = self.index.unset_name(txn, name)
             if fid is None:
                 raise NotFoundError(f"no such name: {name}")
-            if self.index.name_count(txn, fid) == 0:
+            if not self.index.has_names(txn, {fid}):
                 self.index.remove_manifest(txn, fid)
             return [name]
 

@@ -5,7 +5,7 @@ get small sequential numbers so that the many rows that point at them (names,
 chunk records) store a few bytes instead of a 32-byte ID. Record layouts
 (msgpack arrays; see docs/format.md):
 
-    manifests  file_id(32)       -> [file_no, size, created_ns, chunk_table, n_names]
+    manifests  file_id(32)       -> [file_no, size, created_ns, chunk_table]
                                     chunk_table = n x (chunk id 32 B + length u32 LE)
     files      file_no (u64 BE)  -> file_id
     chunks     chunk_id(32)      -> [pack_no, offset, stored_len, plain_len, refcount]
@@ -151,7 +151,7 @@ class Index:
         v = (txn or self.read()).get(fid, db=self.db["manifests"])
         if v is None:
             return None
-        _, size, created, table, _ = _unpack(v)
+        _, size, created, table = _unpack(v)
         return Manifest(fid, size, created, decode_chunk_table(table))
 
     def has_manifest(self, fid: bytes) -> bool:
@@ -178,7 +178,7 @@ class Index:
             row[4] += 1
             txn.put(cid, _pack(row), db=self.db["chunks"])
         no = self._next(txn, b"next_file")
-        txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks), 0]),
+        txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
                 db=self.db["manifests"])
         txn.put(_BE64.pack(no), m.file_id, db=self.db["files"], append=True)
         if self.repl_origin is not None:
@@ -191,15 +191,16 @@ class Index:
         v = txn.get(fid, db=self.db["manifests"])
         if v is None:
             return False
-        no, _, _, table, n_names = _unpack(v)
+        no, _, _, table = _unpack(v)
         for cid in {c for c, _ in decode_chunk_table(table)}:
             cv = txn.get(cid, db=self.db["chunks"])
             if cv is not None:
                 row = _unpack(cv)
                 row[4] = max(0, row[4] - 1)
                 txn.put(cid, _pack(row), db=self.db["chunks"])
-        if n_names:
-            self.set_names(txn, [(n, None) for n in self.names_of(fid, txn)])
+        names = self.names_of(fid, txn)
+        if names:
+            self.set_names(txn, [(n, None) for n in names])
         txn.delete(fid, db=self.db["manifests"])
         txn.delete(_BE64.pack(no), db=self.db["files"])
         return True
@@ -211,17 +212,22 @@ class Index:
     def _file_id(self, txn: lmdb.Transaction, no: int) -> bytes | None:
         return txn.get(_BE64.pack(no), db=self.db["files"])
 
-    def name_count(self, txn: lmdb.Transaction, fid: bytes) -> int:
-        """How many names point at a file."""
-        v = txn.get(fid, db=self.db["manifests"])
-        return _unpack(v)[4] if v is not None else 0
+    def has_names(self, txn: lmdb.Transaction, fids: set[bytes]) -> set[bytes]:
+        """Which of these files some name points at (one pass over the name blocks).
 
-    def _bump_names(self, txn: lmdb.Transaction, fid: bytes, delta: int) -> None:
-        v = txn.get(fid, db=self.db["manifests"])
-        if v is not None:
-            row = _unpack(v)
-            row[4] = max(0, row[4] + delta)
-            txn.put(fid, _pack(row), db=self.db["manifests"])
+        Names are not counted per file: keeping a count would rewrite a row per name
+        on every put, which with LMDB's copy-on-write pages costs more than this scan.
+        """
+        nos = {self._file_no(txn, f): f for f in fids}
+        nos.pop(None, None)
+        found: set[bytes] = set()
+        for _, no in self.names.iter(txn):
+            f = nos.get(no)
+            if f is not None:
+                found.add(f)
+                if len(found) == len(nos):
+                    break
+        return found
 
     # ---- names -------------------------------------------------------------
     def resolve_name(self, name: str, txn: lmdb.Transaction | None = None) -> bytes | None:
@@ -258,7 +264,7 @@ class Index:
 
     def set_names_view(self, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
                        ) -> list[tuple[str, bytes | None, bytes | None]]:
-        """Change the name directory itself (no versioning); keeps name counts."""
+        """Change the name directory itself (no versioning)."""
         numbered: list[tuple[str, int | None]] = []
         for name, fid in changes:
             if fid is None:
@@ -272,10 +278,6 @@ class Index:
         for name, old, new in self.names.update(txn, numbered):
             old_fid = self._file_id(txn, old) if old is not None else None
             new_fid = self._file_id(txn, new) if new is not None else None
-            if old_fid is not None:
-                self._bump_names(txn, old_fid, -1)
-            if new_fid is not None:
-                self._bump_names(txn, new_fid, +1)
             out.append((name, old_fid, new_fid))
         return out
 

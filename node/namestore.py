@@ -17,7 +17,7 @@ import lmdb
 import msgpack
 import zstandard
 
-BLOCK_MAX = 128
+BLOCK_MAX = 512
 _cctx = zstandard.ZstdCompressor(level=3)
 _dctx = zstandard.ZstdDecompressor()
 
