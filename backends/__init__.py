@@ -6,7 +6,8 @@
 
 `KINDS` describes each kind's options (plain config values, strings or ints)
 and secrets (credentials, passed separately so they never land in a config
-file or a log). Backends are imported lazily: `dir` does not load boto3.
+file or a log). Every kind takes an optional `quota` (bytes), reported by
+`usage()`; the dir backend also refuses puts beyond it (QuotaExceeded). Backends are imported lazily: `dir` does not load boto3.
 """
 
 from __future__ import annotations
@@ -87,24 +88,24 @@ class KindSpec:
 
 KINDS: dict[str, KindSpec] = {
     "dir": KindSpec(
-        "dir", "a local or mounted folder", ("path",), ("fsync", "max_threads"),
-        types={"fsync": _bool, "max_threads": _int},
+        "dir", "a local or mounted folder", ("path",), ("fsync", "max_threads", "quota"),
+        types={"fsync": _bool, "max_threads": _int, "quota": _int},
     ),
     "s3": KindSpec(
         "s3", "an S3 or S3-compatible bucket", ("bucket",),
-        ("endpoint", "region", "prefix", "max_workers"),
+        ("endpoint", "region", "prefix", "max_workers", "quota"),
         ("access_key", "secret_key", "session_token"),
-        types={"max_workers": _int},
+        types={"max_workers": _int, "quota": _int},
     ),
     "webdav": KindSpec(
         "webdav", "a WebDAV server folder", ("url",),
-        ("username", "prefix", "max_connections"), ("username", "password"),
-        types={"max_connections": _int},
+        ("username", "prefix", "max_connections", "quota"), ("username", "password"),
+        types={"max_connections": _int, "quota": _int},
     ),
     "rclone": KindSpec(
         "rclone", "any rclone remote (remote:path)", ("remote",),
-        ("rclone_binary", "config_path", "max_connections"),
-        types={"max_connections": _int},
+        ("rclone_binary", "config_path", "max_connections", "quota"),
+        types={"max_connections": _int, "quota": _int},
     ),
 }
 

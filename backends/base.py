@@ -91,6 +91,12 @@ class Backend(abc.ABC):
         objs = await self.list("")
         return Usage(used=sum(o.size for o in objs), objects=len(objs), quota=None)
 
+    async def sweep_temp(self, older_than: float = 3600.0) -> int:
+        """Remove temporary objects older than `older_than` seconds left behind by
+        crashed or cancelled puts; return how many. Never touches real objects.
+        Backends without temporary objects (S3) have nothing to do."""
+        return 0
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads. Safe to call twice."""
 
