@@ -82,6 +82,12 @@ def gc(node: Node, dry_run: bool = False, remote_repack_threshold: float = 0.5) 
                 rep.bytes_freed += garbage
         if not dry_run:
             _sweep_orphans(node)
+            if node.hub is not None:  # temp objects of cancelled or crashed uploads
+                for b in node.hub.backends.values():
+                    try:
+                        node.hub.run(b.sweep_temp)
+                    except Exception:  # noqa: BLE001 - an unreachable backend is swept next time
+                        pass
     return rep
 
 
