@@ -401,6 +401,11 @@ class IngestSession:
     def __enter__(self) -> IngestSession:
         self.lock.__enter__()
         self.ing = Ingest(self.node, self.progress)
+        self.uploads = None
+        if self.wait and self.node.config.backends:
+            from .uploads import BackgroundUploads
+            self.uploads = BackgroundUploads(self.node, self.upload_progress)
+            self.ing.on_sealed = self.uploads.submit
         return self
 
     def put_source(self, source: str | Path | bytes | BinaryIO, name: str | None = None) -> PendingPut:
@@ -434,12 +439,11 @@ class IngestSession:
 
     def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> None:
         assert self.ing is not None
-        from .uploads import upload_pending
         try:
             if et is None:
                 self.ing.close()
-                if self.wait:
-                    upload_pending(self.node, progress=self.upload_progress)
+                if self.uploads is not None:
+                    self.uploads.finish()
                 if self.node.config.backends and (self.ing.sealed or self.ing.name_changes):
                     from .indexlog import write_log
                     write_log(self.node, [p.pack_id for p in self.ing.sealed],
@@ -447,10 +451,14 @@ class IngestSession:
                               [(name, new) for name, _, new in self.ing.name_changes])
             else:
                 self.ing.abort()
+                if self.uploads is not None:
+                    self.uploads.cancel()
                 if isinstance(ev, CapacityError):
                     raise ev
         except CapacityError as e:
             self.ing.abort()
+            if self.uploads is not None:
+                self.uploads.cancel()
             dead = self.ing.rollback()
             if dead and self.node.hub is not None:
                 from .maintenance import delete_remote_copies

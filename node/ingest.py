@@ -95,6 +95,7 @@ class Ingest:
         self.copies = node.config.effective_copies()
         self.spaces = node.backend_spaces() if self.copies else {}
         self.new_files: list[bytes] = []
+        self.on_sealed: Callable[[bytes], None] | None = None
         self.name_changes: list[tuple[str, bytes | None, bytes | None]] = []
         self._chunks_db = node.index.db["chunks"]
 
@@ -227,6 +228,8 @@ class Ingest:
         self.name_changes += done
         if sealed is not None:
             self.sealed.append(sealed)
+            if targets and self.on_sealed is not None:
+                self.on_sealed(sealed.pack_id)
             for b in targets:
                 sp = self.spaces[b]
                 self.spaces[b] = BackendSpace(sp.name, sp.used + sealed.size, sp.quota)

@@ -27,11 +27,14 @@ def pending_uploads(node: Node) -> list[tuple[bytes, str]]:
 
 
 def upload_pending(node: Node, raise_on_error: bool = True,
-                   progress: Callable[[int], None] | None = None) -> tuple[int, list[str]]:
-    """Send every queued upload; returns (uploaded count, error lines)."""
+                   progress: Callable[[int], None] | None = None,
+                   only: set[bytes] | None = None) -> tuple[int, list[str]]:
+    """Send every queued upload (or those of the packs in `only`); returns (count, error lines)."""
     from backends.errors import QuotaExceeded
 
     queue = pending_uploads(node)
+    if only is not None:
+        queue = [(p, b) for p, b in queue if p in only]
     if not queue:
         return 0, []
     configured = {b.name for b in node.config.backends}
@@ -83,3 +86,35 @@ def _loader(node: Node, pid: bytes) -> Callable[[], bytes]:
     def load() -> bytes:
         return node.local.read_all(pid)
     return load
+
+
+class BackgroundUploads:
+    """Uploads packs while a put is still packing, one sealed pack after another.
+
+    `submit` is called (from the sealer thread) after each pack is committed;
+    `finish` waits for them and sends whatever is still queued. Errors surface
+    in `finish`, so the put still fails if a copy could not be stored.
+    """
+
+    def __init__(self, node: Node, progress: Callable[[int], None] | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+        self.node, self.progress = node, progress
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="mosaic-upload")
+        self.futures: list = []
+
+    def submit(self, pid: bytes) -> None:
+        """Start sending one committed pack."""
+        self.futures.append(self.pool.submit(upload_pending, self.node, False, self.progress, {pid}))
+
+    def finish(self) -> None:
+        """Wait for the background uploads, then send anything left (raising on failure)."""
+        try:
+            for f in self.futures:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True)
+        upload_pending(self.node, progress=self.progress)
+
+    def cancel(self) -> None:
+        """Stop starting new uploads (the queue keeps them)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
