@@ -109,8 +109,8 @@ def _shared_session() -> botocore.session.Session:
 def _client_config(max_workers: int, path_style: bool) -> botocore.config.Config:
     opts: dict[str, Any] = {
         "retries": {"total_max_attempts": 1, "mode": "standard"},  # RetryingBackend retries
-        "connect_timeout": 10,
-        "read_timeout": 60,
+        "connect_timeout": 3,
+        "read_timeout": 6,
         "max_pool_connections": max_workers,
         "tcp_keepalive": True,
         "signature_version": "s3v4",

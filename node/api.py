@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Node:
         self.local = LocalPacks(home)
         self.pool = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="mosaic-work")
         self._hub = None
+        self._hub_lock = threading.Lock()
         self._touched: set[bytes] = set()
         self.bad_copies: list[tuple[bytes, str]] = []
 
@@ -150,8 +152,11 @@ class Node:
     def hub(self):  # noqa: ANN201 - BackendHub, imported lazily
         """The backend hub (started on first use); None without backends."""
         if self._hub is None and self.config.backends:
-            from .remote import BackendHub
-            self._hub = BackendHub(self.config.backends, {})
+            with self._hub_lock:
+                if self._hub is None:
+                    from .remote import BackendHub
+                    from .secrets import load_secrets
+                    self._hub = BackendHub(self.config.backends, load_secrets(self.home, self.keys))
         return self._hub
 
     # ---- resolving ---------------------------------------------------------
@@ -362,14 +367,16 @@ class Node:
         rec = self.index.get_pack(pid)
         if rec is None or not rec.locations or self.hub is None:
             return
-        from backends.errors import BackendError
+        from backends.errors import BackendError, NotFound
         for b in sorted(rec.locations, key=self.hub.latency):
             if b not in self.hub.backends or (skip and b in skip):
                 continue
             try:
                 yield self.hub.get_range(b, pid, offset, length), b
-            except BackendError as e:
-                self.note_bad_copy(pid, f"backend {b}", str(e))
+            except NotFound as e:
+                self.note_bad_copy(pid, f"backend {b}", f"missing ({e})")
+            except BackendError as e:  # unreachable or failing: try the next copy, repair nothing
+                log.info("backend %s failed a read: %s", b, e)
 
     def note_bad_copy(self, pid: bytes, where: str, reason: str = "corrupt") -> None:
         """Report a corrupt or missing copy; a backend copy is queued for `mosaic repair`."""

@@ -23,6 +23,7 @@ from .errors import StorageError
 from .home import BackendConfig
 
 T = TypeVar("T")
+FAILURE_PENALTY_S = 30.0  # a failed read ranks its backend behind every working one
 
 
 def pack_object_name(pid: bytes) -> str:
@@ -63,7 +64,9 @@ class BackendHub:
         try:
             for c in self.configs:
                 inner = open_backend(c.kind, c.name, dict(c.options), self.secrets.get(c.name))
-                self.backends[c.name] = RetryingBackend(inner)
+                # Few, quick retries: a read has other copies to try, and the upload
+                # queue retries later anyway.
+                self.backends[c.name] = RetryingBackend(inner, attempts=2, max_delay=1.0)
         except BackendError as e:
             self._error = StorageError(f"cannot open backend: {e}")
             self._ready.set()
@@ -95,9 +98,13 @@ class BackendHub:
         self._latency[backend] = seconds if old is None else 0.8 * old + 0.2 * seconds
 
     def get_range(self, backend: str, pid: bytes, offset: int, length: int) -> bytes:
-        """A byte range of a pack on one backend."""
+        """A byte range of a pack on one backend (a failure counts as a very slow read)."""
         t = time.monotonic()
-        data = self.run(self.backends[backend].get, pack_object_name(pid), offset, length)
+        try:
+            data = self.run(self.backends[backend].get, pack_object_name(pid), offset, length)
+        except BaseException:
+            self._observe(backend, max(FAILURE_PENALTY_S, time.monotonic() - t))
+            raise
         self._observe(backend, time.monotonic() - t)
         return data
 
