@@ -275,12 +275,28 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         if args.ref:
             from .maintenance import file_stat
             st = file_stat(node, node.resolve(args.ref).file_id)
+            fid = bytes.fromhex(st["hash"])
+            with node.index.read() as txn:
+                pinned = txn.get(fid, db=node.index.db["pins"]) is not None
+            nodes = {}
+            if node.index.repl_origin is not None:
+                from . import replica
+                from .identity import format_node_id
+                nodes = {format_node_id(k): v for k, v in replica.holders(node.index, fid).items()}
+            complete = sorted(k for k, v in nodes.items() if v)
+            target = node.config.cluster_copies
             where = {"hash": st["hash"], "size": st["size"], "local": st["cached_fraction"],
-                     "locations": st["locations"], "pinned": node.index.read().get(
-                         bytes.fromhex(st["hash"]), db=node.index.db["pins"]) is not None}
+                     "locations": st["locations"], "pinned": pinned,
+                     "complete_on_nodes": complete, "cluster_copies_target": target,
+                     "target_met": len(complete) >= target if nodes else None}
             out.line(f"{st['hash']}  {st['size']} bytes")
-            out.line("  " + ", ".join(f"{k} {v:.0%}" for k, v in st["locations"].items())
-                     + ("  (pinned)" if where["pinned"] else ""))
+            out.line("  here: " + ", ".join(f"{k} {v:.0%}" for k, v in st["locations"].items())
+                     + ("  (pinned)" if pinned else ""))
+            if nodes:
+                out.line(f"  complete on {len(complete)} node(s) (target {target}"
+                         f"{', met' if len(complete) >= target else ', NOT met'}):")
+                for k in complete:
+                    out.line(f"    {k}")
             out.doc(where)
             return 0
         st = status(node)
@@ -349,7 +365,8 @@ def cmd_config(args: argparse.Namespace, out: Output) -> int:
     h.require()
     cfg = h.read_config()
     settable = {"copies": int, "cache_capacity": parse_size, "upload_parallel": int,
-                "compression_level": int, "pack_size": parse_size, "workers": int}
+                "compression_level": int, "pack_size": parse_size, "workers": int,
+                "cluster_copies": int}
     if args.action == "set":
         if args.key not in settable:
             raise UsageError(f"settable keys: {', '.join(settable)}")
@@ -361,7 +378,7 @@ def cmd_config(args: argparse.Namespace, out: Output) -> int:
             raise UsageError("copies must be between 0 (automatic) and 16")
         if args.key == "compression_level" and not 0 <= value <= 22:
             raise UsageError("compression_level must be between 0 (off) and 22")
-        if args.key in ("workers", "upload_parallel") and not 1 <= value <= 64:
+        if args.key in ("workers", "upload_parallel", "cluster_copies") and not 1 <= value <= 64:
             raise UsageError(f"{args.key} must be between 1 and 64")
         cfg = replace(cfg, **{args.key: value})
         h.write_config(cfg)

@@ -59,6 +59,7 @@ class Config:
     copies: int = 0  # 0: automatic (2 with at least 2 backends, else 1)
     node_tag: str = ""  # random, names this node's index copies on backends
     upload_parallel: int = 8
+    cluster_copies: int = 1  # on how many nodes each file should be complete
     backends: tuple[BackendConfig, ...] = ()
 
     def effective_copies(self) -> int:
@@ -75,7 +76,8 @@ class Config:
             "chunking": {"min": self.chunk_min, "avg": self.chunk_avg, "max": self.chunk_max},
             "storage": {"pack_size": self.pack_size, "compression_level": self.compression_level,
                         "workers": self.workers, "copies": self.copies,
-                        "upload_parallel": self.upload_parallel},
+                        "upload_parallel": self.upload_parallel,
+                        "cluster_copies": self.cluster_copies},
             "cache": {"capacity": self.cache_capacity},
             "node": {"tag": self.node_tag},
             "backends": [{"name": b.name, "kind": b.kind, **b.options} for b in self.backends],
@@ -99,6 +101,7 @@ class Config:
                        copies=int(st.get("copies", 0)),
                        node_tag=str(doc.get("node", {}).get("tag", "")),
                        upload_parallel=int(st.get("upload_parallel", 8)),
+                       cluster_copies=int(st.get("cluster_copies", 1)),
                        cache_capacity=int(doc.get("cache", {}).get("capacity", DEFAULT_CACHE_CAPACITY)),
                        backends=backends)
         except (KeyError, TypeError, ValueError) as e:

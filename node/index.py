@@ -105,7 +105,7 @@ class Index:
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
               "repairs", "events",
               # replication (replica.py): empty until the node has had a peer
-              "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins")
+              "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have")
 
     def __init__(self, path: Path):
         try:
@@ -203,6 +203,9 @@ class Index:
             self.set_names(txn, [(n, None) for n in names])
         txn.delete(fid, db=self.db["manifests"])
         txn.delete(_BE64.pack(no), db=self.db["files"])
+        if self.repl_origin is not None:
+            from . import replica
+            replica.log_have(self, txn, fid, False)
         return True
 
     def _file_no(self, txn: lmdb.Transaction, fid: bytes) -> int | None:

@@ -10,6 +10,7 @@ in the same transaction that makes it. Tables:
     namestate  name (utf-8)              -> encode_name_state(...)       (protocol/names.py)
     waiting    file_id(32)               -> msgpack(ManifestRecord wire)  manifests whose chunks are not here yet
     wanted     chunk_id(32)              -> u32 plain length            chunks to fetch from peers
+    have       file_id(32) + origin(32)  -> b"\x01" complete / b"\x00" not   which nodes hold which files
 
 The name directory (namestore.py) stays the materialised view: for each name
 state, its `visible()` names point at their files, as soon as those files are
@@ -28,6 +29,7 @@ import msgpack
 from protocol.names import NameState, decode_name_state, encode_name_state, merge_name, new_write
 from protocol.records import (
     ChunkLocation,
+    HaveRecord,
     LogEntry,
     ManifestRecord,
     NameRecord,
@@ -106,6 +108,28 @@ def manifest_record(index: Index, txn: lmdb.Transaction, m: Manifest) -> Manifes
 def log_manifest(index: Index, txn: lmdb.Transaction, m: Manifest) -> None:
     """Log a manifest added here (called by Index.add_manifest when enabled)."""
     _append_local(index, txn, manifest_record(index, txn, m))
+    log_have(index, txn, m.file_id, True)
+
+
+def log_have(index: Index, txn: lmdb.Transaction, fid: bytes, complete: bool) -> None:
+    """Tell peers that this node holds a file complete (or no longer does)."""
+    origin = index.repl_origin
+    assert origin is not None
+    txn.put(fid + origin, b"\x01" if complete else b"\x00", db=index.db["have"])
+    _append_local(index, txn, HaveRecord(fid, complete))
+
+
+def holders(index: Index, fid: bytes) -> dict[bytes, bool]:
+    """{node ID: complete} for every node known to hold (or to have dropped) a file."""
+    with index.read() as txn:
+        cur = txn.cursor(db=index.db["have"])
+        out = {}
+        if cur.set_range(fid):
+            for k, v in cur.iternext():
+                if k[:32] != fid:
+                    break
+                out[bytes(k[32:])] = v == b"\x01"
+        return out
 
 
 def _state(index: Index, txn: lmdb.Transaction, name: str) -> NameState | None:
@@ -190,11 +214,13 @@ def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) ->
 def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) -> None:
     """Add a manifest whose chunks are all here, and show the names waiting for it."""
     origin = index.repl_origin
-    index.repl_origin = None  # not a local write: do not log it again
+    index.repl_origin = None  # not a local write: do not log the manifest again
     try:
         index.add_manifest(txn, Manifest(rec.file_id, rec.size, rec.created_ns, rec.chunks))
     finally:
         index.repl_origin = origin
+    if origin is not None:
+        log_have(index, txn, rec.file_id, True)
     txn.delete(rec.file_id, db=index.db["waiting"])
     _refresh_names_for(index, txn, rec.file_id)
 
@@ -275,5 +301,7 @@ class LmdbSyncStore:
                 rec = e.record
                 if isinstance(rec, ManifestRecord):
                     _apply_manifest(idx, txn, rec)
+                elif isinstance(rec, HaveRecord):
+                    txn.put(rec.file_id + origin, b"\x01" if rec.complete else b"\x00", db=idx.db["have"])
                 else:
                     _merge(idx, txn, _state(idx, txn, rec.name), rec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .names import NameState, merge_name, new_write
-from .records import LogEntry, ManifestRecord, NameRecord, Record
+from .records import HaveRecord, LogEntry, ManifestRecord, NameRecord, Record
 
 __all__ = ["MemoryStore"]
 
@@ -85,6 +85,8 @@ class MemoryStore:
     def _index(self, record: Record) -> None:
         if type(record) is ManifestRecord:
             self.manifests[record.file_id] = record
+        elif type(record) is HaveRecord:
+            pass
         else:
             assert type(record) is NameRecord
             self.names[record.name] = merge_name(self.names.get(record.name), record)

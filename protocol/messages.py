@@ -37,6 +37,7 @@ from .limits import (
     MAX_WANT,
 )
 from .records import (
+    HaveRecord,
     LogEntry,
     ManifestRecord,
     NameRecord,
@@ -158,8 +159,8 @@ class Records:
             if type(rec) is NameRecord:
                 if rec.version.origin != self.origin:
                     raise BadMessage("records: name write's origin differs from the log's")
-            elif type(rec) is not ManifestRecord:
-                raise BadMessage("records.entries: expected ManifestRecord or NameRecord")
+            elif type(rec) is not ManifestRecord and type(rec) is not HaveRecord:
+                raise BadMessage("records.entries: expected a ManifestRecord, NameRecord or HaveRecord")
 
 
 @dataclass(frozen=True, slots=True)

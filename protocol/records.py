@@ -51,6 +51,7 @@ __all__ = [
 
 KIND_MANIFEST = 1
 KIND_NAME = 2
+KIND_HAVE = 3
 _BACKEND_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_BACKEND_NAME}}}")
 
 
@@ -216,11 +217,27 @@ class NameRecord:
             raise BadMessage("name.version: expected a Version")
 
 
-Record = ManifestRecord | NameRecord
+@dataclass(frozen=True, slots=True)
+class HaveRecord:
+    """The log's origin holds `file_id` complete (every chunk local or on its backends), or
+    no longer does. Lets every node tell where a file is and count copies across nodes."""
+
+    file_id: bytes
+    complete: bool
+
+    def __post_init__(self) -> None:
+        check_id(self.file_id, "have.file_id")
+        if type(self.complete) is not bool:
+            raise BadMessage("have.complete: expected a bool")
+
+
+Record = ManifestRecord | NameRecord | HaveRecord
 
 
 def size_bound(rec: Record) -> int:
     """An upper bound on the encoded size of a log entry holding `rec` (cheap to compute)."""
+    if type(rec) is HaveRecord:
+        return 60
     if type(rec) is ManifestRecord:
         n = 80 + 40 * len(rec.chunks)
         for loc in rec.locations:
@@ -243,6 +260,8 @@ def _ref_wire(r: VersionRef) -> list[Any]:
 def entry_to_wire(entry: LogEntry) -> list[Any]:
     """The msgpack-ready array for one log entry."""
     seq, rec = entry
+    if type(rec) is HaveRecord:
+        return [seq, KIND_HAVE, rec.file_id, rec.complete]
     if type(rec) is ManifestRecord:
         return [seq, KIND_MANIFEST, rec.file_id, rec.size, rec.created_ns, rec.chunks,
                 [[x.chunk_id, x.pack_id, x.offset, x.length, x.backends] for x in rec.locations]]
@@ -279,6 +298,10 @@ def entry_from_wire(t: object) -> LogEntry:
         check_tuple(t[7], "version.resolves", MAX_RESOLVES)
         resolves = tuple(_ref_from_wire(r, "version.resolves") for r in t[7])
         rec = NameRecord(t[2], t[3], Version(t[4], t[5], base, resolves))
+    elif type(kind) is int and kind == KIND_HAVE:
+        if len(t) != 4:
+            raise BadMessage("have entry: expected 4 fields")
+        rec = HaveRecord(t[2], t[3])
     else:
         raise BadMessage(f"entry: unknown record kind {kind!r}")
     return LogEntry(seq, rec)
