@@ -10,8 +10,10 @@ logged and written to HOME/daemon.json, which `mosaic status` reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -34,18 +36,65 @@ log = logging.getLogger("mosaic.daemon")
 
 POLL_S = 0.2
 ANTI_ENTROPY_S = 30.0
-FETCH_BATCH = 256
+FETCH_BATCH = 1024
 STORE_BATCH_BYTES = 8 << 20
 
 
 @dataclass
 class _Live:
-    """One running sync session."""
+    """One running sync session (its calls are serialised by `lock`: it is not thread-safe)."""
 
     peer_id: bytes
     session: SyncSession
     changed: trio.Event = field(default_factory=trio.Event)
+    fetch_more: trio.Event = field(default_factory=trio.Event)
     requested: set[bytes] = field(default_factory=set)
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    outgoing: bool = False
+    scope: trio.CancelScope | None = None
+
+    async def call(self, fn, *args, thread: bool = False):  # noqa: ANN001, ANN201
+        """Call a session method, in a worker thread when it touches the store."""
+        async with self.lock:
+            if thread:
+                return await trio.to_thread.run_sync(fn, *args)
+            return fn(*args)
+
+
+class _Outbox:
+    """Outgoing messages of one connection, written by one task.
+
+    Nothing that reads from the connection ever waits for the socket to take
+    data (two peers that both block writing while neither reads would deadlock);
+    bulk senders wait for room instead.
+    """
+
+    HIGH = 8 << 20
+
+    def __init__(self) -> None:
+        self.send_ch, self.recv_ch = trio.open_memory_channel(math.inf)
+        self.queued = 0
+        self.room = trio.Event()
+        self.room.set()
+
+    def put(self, msgs: list) -> None:
+        for m in msgs:
+            n = len(getattr(m, "blob", b"")) + 64
+            self.queued += n
+            self.send_ch.send_nowait((m, n))
+        if self.queued > self.HIGH and self.room.is_set():
+            self.room = trio.Event()
+
+    async def wait_room(self) -> None:
+        """Wait until the queue is below the high-water mark."""
+        await self.room.wait()
+
+    async def writer(self, conn) -> None:  # noqa: ANN001
+        async for m, n in self.recv_ch:
+            await conn.send(m)
+            self.queued -= n
+            if self.queued <= self.HIGH // 2:
+                self.room.set()
 
 
 class Daemon:
@@ -67,73 +116,105 @@ class Daemon:
         return self.peers.get(peer_id) is not None
 
     # ---- sessions -----------------------------------------------------------
-    async def run_session(self, conn) -> None:  # noqa: ANN001 - transport.PeerConnection
-        """Sync with one authenticated peer until either side goes away."""
+    async def run_session(self, conn, outgoing: bool = False) -> None:  # noqa: ANN001
+        """Sync with one authenticated peer until either side goes away.
+
+        Two nodes that dial each other at once end up with two connections; both
+        keep the one dialled by the node with the smaller ID and drop the other.
+        """
         peer = conn.peer_id
+        keeper_dialer = min(peer, self.identity.node_id)
+        this_dialer = self.identity.node_id if outgoing else peer
+        for other in [x for x in self.live.values() if x.peer_id == peer]:
+            other_dialer = self.identity.node_id if other.outgoing else peer
+            if this_dialer != keeper_dialer and other_dialer == keeper_dialer:
+                await conn.aclose()  # the other connection is the one both sides keep
+                return
+            if other.scope is not None:
+                other.scope.cancel()
         session = SyncSession(self.identity.node_id, self.store, expected_peer_id=peer,
                               capabilities=(self.cap,), software="mosaic/0.1")
-        live = _Live(peer, session)
+        live = _Live(peer, session, outgoing=outgoing)
         key = id(live)
         self.live[key] = live
-        send_lock = trio.Lock()
+        out = _Outbox()
 
         async def send(msgs: list) -> None:
-            async with send_lock:
-                for m in msgs:
-                    await conn.send(m)
+            """Queue messages for the writer task; never blocks on the socket."""
+            out.put(msgs)
 
         self.peers.seen(peer, connected=True)
         log.info("peer %s connected", peer.hex()[:16])
+        want_send, want_recv = trio.open_memory_channel(math.inf)
         try:
             await send(session.start())
             async with trio.open_nursery() as n:
-                n.start_soon(self._reader, conn, live, send, n.cancel_scope)
+                live.scope = n.cancel_scope
+                n.start_soon(out.writer, conn)
+                n.start_soon(self._reader, conn, live, send, want_send, n.cancel_scope)
+                n.start_soon(self._server, live, send, want_recv, out)
                 n.start_soon(self._pusher, live, send)
                 n.start_soon(self._fetcher, live, send)
         except Exception as e:  # noqa: BLE001 - one peer's failure never stops the daemon
             log.warning("peer %s: connection closed: %s", peer.hex()[:16], _describe(e))
+            err = _protocol_error(e)
+            if err is not None:  # tell the peer why, if the connection still takes it
+                with trio.move_on_after(2), contextlib.suppress(Exception):
+                    for m in session.close(str(err)[:200]):
+                        await conn.send(m)
         finally:
             self.live.pop(key, None)
             self.peers.seen(peer, connected=False)
             with trio.CancelScope(shield=True):
                 await conn.aclose()
 
-    async def _reader(self, conn, live: _Live, send, scope: trio.CancelScope) -> None:  # noqa: ANN001
+    async def _reader(self, conn, live: _Live, send, wants, scope: trio.CancelScope) -> None:  # noqa: ANN001
+        """Read every frame; never block on serving the peer's requests (that is `_server`)."""
         session = live.session
         pending: list[tuple[bytes, bytes]] = []
         pending_bytes = 0
         while True:
             msg = await conn.receive()
             if isinstance(msg, WantChunks):
-                out = session.receive(msg)
-                await send(out)
-                for cid in msg.chunk_ids:
-                    blob = await trio.to_thread.run_sync(read_object, self.node, cid)
-                    await send([session.chunk_reply(msg.request_id, cid, blob)])
+                await send(await live.call(session.receive, msg))
+                await wants.send(msg)
                 continue
-            async with self.db_lock:
-                out = await trio.to_thread.run_sync(session.receive, msg)
-            if session.peer is not None and self.cap not in session.peer.capabilities:
-                log.warning("peer %s uses another key; closing", live.peer_id.hex()[:16])
-                await send(session.close("different key"))
-                scope.cancel()
-                return
-            await send(out)
-            if isinstance(msg, ChunkData):
-                pending.append((msg.chunk_id, msg.blob))
-                pending_bytes += len(msg.blob)
             if isinstance(msg, ChunkData | ChunkMissing):
+                await send(await live.call(session.receive, msg))
                 live.requested.discard(msg.chunk_id)
+                if isinstance(msg, ChunkData):
+                    pending.append((msg.chunk_id, msg.blob))
+                    pending_bytes += len(msg.blob)
                 if pending and (pending_bytes >= STORE_BATCH_BYTES or not live.requested):
                     batch, pending, pending_bytes = pending, [], 0
                     async with self.db_lock:
-                        n, errors = await trio.to_thread.run_sync(store_objects, self.node, batch)
+                        _, errors = await trio.to_thread.run_sync(store_objects, self.node, batch)
                     for e in errors:
                         log.warning("peer %s sent a bad chunk: %s", live.peer_id.hex()[:16], e)
                     self._changed()
+                if not live.requested:
+                    live.fetch_more.set()
+                continue
+            async with self.db_lock:
+                out = await live.call(session.receive, msg, thread=True)
+            if session.peer is not None and self.cap not in session.peer.capabilities:
+                log.warning("peer %s uses another key; closing", live.peer_id.hex()[:16])
+                await send(await live.call(session.close, "different key"))
+                scope.cancel()
+                return
+            await send(out)
+            live.fetch_more.set()  # new manifests may want chunks
             if session.state is SessionState.CLOSED:
                 scope.cancel()
                 return
+
+    async def _server(self, live: _Live, send, wants, out: _Outbox) -> None:  # noqa: ANN001
+        """Answer the peer's chunk requests beside the reader, pacing on the outbox."""
+        async for msg in wants:
+            for cid in msg.chunk_ids:
+                await out.wait_room()
+                blob = await trio.to_thread.run_sync(read_object, self.node, cid)
+                await send([await live.call(live.session.chunk_reply, msg.request_id, cid, blob)])
 
     async def _pusher(self, live: _Live, send) -> None:  # noqa: ANN001
         while True:
@@ -146,12 +227,15 @@ class Daemon:
             self.peers.lag(live.peer_id, lag)
             if live.session.state in (SessionState.SYNCING, SessionState.IDLE):
                 async with self.db_lock:
-                    out = await trio.to_thread.run_sync(live.session.local_changed)
+                    out = await live.call(live.session.local_changed, thread=True)
                 await send(out)
 
     async def _fetcher(self, live: _Live, send) -> None:  # noqa: ANN001
+        """Ask the peer for chunks this node wants, one request at a time, back to back."""
         while True:
-            await trio.sleep(POLL_S)
+            with trio.move_on_after(POLL_S * 5):
+                await live.fetch_more.wait()
+            live.fetch_more = trio.Event()
             if live.session.state not in (SessionState.SYNCING, SessionState.IDLE) or live.requested:
                 continue
             wanted = await trio.to_thread.run_sync(replica.wanted_chunks, self.node.index, FETCH_BATCH)
@@ -159,7 +243,7 @@ class Daemon:
             ids = [c for c in wanted if c not in others]
             if ids:
                 live.requested |= set(ids)
-                await send(live.session.want_chunks(ids))
+                await send(await live.call(live.session.want_chunks, ids))
 
     def _changed(self) -> None:
         for live in self.live.values():
@@ -200,7 +284,7 @@ class Daemon:
                             self.peers.error(peer_id, str(e))
                             return
                         backoff[peer_id] = 0.5
-                        await self.run_session(conn)
+                        await self.run_session(conn, outgoing=True)
                         next_try[peer_id] = time.monotonic() + 0.5
 
                     next_try[peer_id] = now + 3600  # until the attempt finishes
@@ -223,6 +307,18 @@ class Daemon:
         doc = {"pid": os.getpid(), "listen": f"{self.listen[0]}:{self.listen[1]}",
                "node_id": self.identity.node_id_str, "ready": ready, "since": time.time()}
         atomic_write(self.node.home.root / "daemon.json", json.dumps(doc).encode())
+
+
+def _protocol_error(e: BaseException) -> ProtocolError | None:
+    """The ProtocolError inside a (possibly grouped) exception, if any."""
+    if isinstance(e, ProtocolError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for x in e.exceptions:
+            found = _protocol_error(x)
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(e: BaseException) -> str:

@@ -105,7 +105,8 @@ class Index:
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
               "repairs", "events",
               # replication (replica.py): empty until the node has had a peer
-              "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have")
+              "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have",
+              "wantedby", "namewait")
 
     def __init__(self, path: Path):
         try:

@@ -11,6 +11,8 @@ in the same transaction that makes it. Tables:
     waiting    file_id(32)               -> msgpack(ManifestRecord wire)  manifests whose chunks are not here yet
     wanted     chunk_id(32)              -> u32 plain length            chunks to fetch from peers
     have       file_id(32) + origin(32)  -> b"\x01" complete / b"\x00" not   which nodes hold which files
+    wantedby   chunk_id(32) + file_id(32) -> b""   which waiting manifests a wanted chunk completes
+    namewait   file_id(32) + name        -> b""   names to show once that file is present
 
 The name directory (namestore.py) stays the materialised view: for each name
 state, its `visible()` names point at their files, as soon as those files are
@@ -160,8 +162,12 @@ def _merge(index: Index, txn: lmdb.Transaction, state: NameState | None, rec: Na
         return []
     txn.put(rec.name.encode("utf-8"), encode_name_state(new), db=index.db["namestate"])
     before = state.visible() if state is not None else {}
-    after = {n: f for n, f in new.visible().items()
-             if txn.get(f, db=index.db["manifests"]) is not None}
+    after = {}
+    for n, f in new.visible().items():
+        if txn.get(f, db=index.db["manifests"]) is not None:
+            after[n] = f
+        else:  # shown once the file arrives (see _refresh_names_for)
+            txn.put(f + rec.name.encode("utf-8"), b"", db=index.db["namewait"])
     changes: list[tuple[str, bytes | None]] = [(n, None) for n in before if n not in after]
     changes += [(n, f) for n, f in after.items() if index.resolve_name(n, txn) != f]
     return index.set_names_view(txn, changes) if changes else []
@@ -203,6 +209,7 @@ def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) ->
                             overwrite=False)
             continue
         txn.put(cid, struct.pack("<I", n), db=index.db["wanted"])
+        txn.put(cid + rec.file_id, b"", db=index.db["wantedby"])
         missing = True
     if missing:
         txn.put(rec.file_id, msgpack.packb(entry_to_wire(LogEntry(1, rec)), use_bin_type=True),
@@ -225,10 +232,27 @@ def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) -> None:
     _refresh_names_for(index, txn, rec.file_id)
 
 
+def _prefixed(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes) -> list[bytes]:
+    """Keys starting with `prefix`, with the prefix cut off."""
+    cur = txn.cursor(db=db)
+    out = []
+    if cur.set_range(prefix):
+        for k in cur.iternext(values=False):
+            if not k.startswith(prefix):
+                break
+            out.append(bytes(k[len(prefix):]))
+    return out
+
+
 def _refresh_names_for(index: Index, txn: lmdb.Transaction, fid: bytes) -> None:
+    """Show the names that were waiting for this file."""
     changes = []
-    for _k, v in txn.cursor(db=index.db["namestate"]).iternext():
-        st = decode_name_state(v)
+    db = index.db["namewait"]
+    for raw in _prefixed(txn, db, fid):
+        txn.delete(fid + raw, db=db)
+        st = _state(index, txn, raw.decode("utf-8"))
+        if st is None:
+            continue
         for n, f in st.visible().items():
             if f == fid and index.resolve_name(n, txn) != f:
                 changes.append((n, f))
@@ -238,10 +262,17 @@ def _refresh_names_for(index: Index, txn: lmdb.Transaction, fid: bytes) -> None:
 
 def chunks_arrived(index: Index, txn: lmdb.Transaction, cids: set[bytes]) -> int:
     """After fetched chunks got records: complete every waiting manifest that is now whole."""
+    candidates: set[bytes] = set()
     for c in cids:
         txn.delete(c, db=index.db["wanted"])
+        for fid in _prefixed(txn, index.db["wantedby"], c):
+            txn.delete(c + fid, db=index.db["wantedby"])
+            candidates.add(fid)
     done = 0
-    for _fid, v in list(txn.cursor(db=index.db["waiting"]).iternext()):
+    for fid in candidates:
+        v = txn.get(fid, db=index.db["waiting"])
+        if v is None:
+            continue
         rec = entry_from_wire(msgpack.unpackb(v, raw=False, use_list=False)).record
         assert isinstance(rec, ManifestRecord)
         if all(index.get_chunk(c, txn) is not None for c, _ in rec.chunks):
