@@ -39,7 +39,7 @@ def test_sigkill_while_fetching_resumes_and_loses_nothing(cluster: Cluster) -> N
         files[name] = (h, data)
         wait_until(lambda before=before: _pack_bytes(c.home) > before, 30,
                    f"C to store part of {name}", interval=0.02, diagnose=cluster.logs)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 0.08))  # transfers take a fraction of a second here
         c.kill()
         mid = c.run("exists", h).rc == 1
         partial_kills += mid
