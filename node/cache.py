@@ -39,7 +39,7 @@ def cache_info(node: Node) -> CacheInfo:
             if r.local:
                 used += r.size
                 n += 1
-                if r.locations:
+                if len(r.locations) >= max(1, node.config.effective_copies()):
                     evictable += r.size
     return CacheInfo(node.config.cache_capacity, used, n, evictable)
 
@@ -47,6 +47,7 @@ def cache_info(node: Node) -> CacheInfo:
 def trim(node: Node, to: int | None = None) -> tuple[int, int]:
     """Evict least-recently-used local packs that a backend holds; returns (packs, bytes)."""
     target = node.config.cache_capacity if to is None else to
+    need = max(1, node.config.effective_copies())  # only data with `copies` remote copies goes
     idx = node.index
     with HomeLock(node.home, exclusive=False):
         with idx.read() as txn:
@@ -55,7 +56,7 @@ def trim(node: Node, to: int | None = None) -> tuple[int, int]:
             for k, r in idx.iter_packs(txn):
                 if r.local:
                     used += r.size
-                    if r.locations:
+                    if len(r.locations) >= need:
                         local.append((idx.atime(k, txn) or r.created_ns, k, r))
         local.sort()
         evicted = freed = 0
