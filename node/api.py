@@ -233,8 +233,16 @@ class Node:
         large = [(m, d) for m, d in manifests if m.size > SMALL_RESTORE]
 
         def one(m: Manifest, d: Path) -> int:
-            return write_atomically(d, iter(read_small_verified(self, m)), progress)
+            return write_atomically(d, iter(read_small_verified(self, m)), progress, folder_ready=True)
 
+        for parent in sorted({d.parent for _, d in manifests}):
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot create {parent}: {e.strerror or e}") from None
+        for _, d in manifests:
+            if d.is_dir():
+                raise UsageError(f"{d} is a directory")
         total = 0
         with Pool(2, thread_name_prefix="mosaic-restore") as pool:
             futs = [pool.submit(one, m, d) for m, d in small]
@@ -475,11 +483,13 @@ class IngestSession:
             self.lock.__exit__()
 
 
-def write_atomically(dest: Path, chunks: Iterator[bytes], progress: Progress | None = None) -> int:
+def write_atomically(dest: Path, chunks: Iterator[bytes], progress: Progress | None = None,
+                     folder_ready: bool = False) -> int:
     """Write chunks to `dest` via a temp file in the same folder; nothing is left on error."""
-    if dest.is_dir():
-        raise UsageError(f"{dest} is a directory")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not folder_ready:
+        if dest.is_dir():
+            raise UsageError(f"{dest} is a directory")
+        dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.mosaic-{os.getpid()}")
     n = 0
     try:

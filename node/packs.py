@@ -194,7 +194,9 @@ class LocalPacks:
             return fd
 
     def has(self, pid: bytes) -> bool:
-        """True if the pack file exists locally."""
+        """True if the pack file exists locally (an open descriptor answers without a stat)."""
+        if pid in self._fds:
+            return True
         return self.home.pack_path(pid).is_file()
 
     def read(self, pid: bytes, offset: int, length: int) -> bytes:
