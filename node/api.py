@@ -475,9 +475,9 @@ class IngestSession:
             if self.uploads is not None:
                 self.uploads.cancel()
             dead = self.ing.rollback()
-            if dead and self.node.hub is not None:
-                from .maintenance import delete_remote_copies
-                delete_remote_copies(self.node, dead)
+            from .maintenance import delete_pack_everywhere
+            for pid in dead:
+                delete_pack_everywhere(self.node, pid)
             raise CapacityError(f"{e}; nothing was stored") from None
         finally:
             self.lock.__exit__()

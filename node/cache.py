@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import IntegrityError, StorageError
 from .home import HomeLock
 from .index import PackRecord
-from .packs import pack_id_of, parse_pack
+from .packs import check_pack
 from .units import parse_hash
 
 if TYPE_CHECKING:
@@ -119,9 +118,7 @@ def warm(node: Node, hashes: list[str] | None, progress=None) -> dict:  # noqa: 
                     errors.append(f"pack {pid.hex()[:16]}: " + ("; ".join(errs) or "no backend holds it"))
                     return False
                 try:
-                    if pack_id_of(data) != pid:
-                        raise IntegrityError("content does not match its ID")
-                    parse_pack(node.keys.pack_index, data)
+                    entries = check_pack(node.keys.pack_index, pid, data)
                 except IntegrityError as e:
                     errs.append(f"{where}: {e}")
                     node.note_bad_copy(pid, f"backend {where}", str(e))
@@ -130,9 +127,9 @@ def warm(node: Node, hashes: list[str] | None, progress=None) -> dict:  # noqa: 
                 with idx.write() as txn:
                     r = idx.get_pack(pid, txn)
                     if r is not None:
-                        idx.put_pack(txn, pid, PackRecord(len(data), r.n_chunks or len(parse_pack(
-                            node.keys.pack_index, data)), True, r.locations, r.created_ns))
-                    txn.put(pid, time.time_ns().to_bytes(8, "little"), db=idx.db["atime"])
+                        idx.put_pack(txn, pid, PackRecord(len(data), r.n_chunks or len(entries),
+                                                          True, r.locations, r.created_ns))
+                    idx.touch_pack(txn, pid)
                 fetched[0] += 1
                 fetched[1] += len(data)
                 if progress:

@@ -7,9 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .api import Node
-from .cli_files import open_node
+from .cli_files import home_of, open_node
 from .errors import HomeError, StorageError, UsageError
-from .home import BackendConfig, Home, default_home
+from .home import BackendConfig
 from .output import Output
 from .units import format_size, parse_size
 
@@ -51,8 +51,7 @@ def _size(v: str | None) -> int | None:
 def cmd_key_export(args: argparse.Namespace, out: Output) -> int:
     """mosaic key export -o FILE: the key file a second node joins with."""
     from . import keys as keymod
-    h = Home(Path(args.home) if args.home else default_home())
-    h.require()
+    h = home_of(args)
     doc = keymod.read_key_file(h.key_path)
     dest = Path(args.output)
     if dest.exists():
@@ -181,8 +180,7 @@ def _check_backend(kind: str, name: str, opts: dict, secrets: dict) -> None:
 
 def cmd_backend(args: argparse.Namespace, out: Output) -> int:
     """mosaic backend add KIND NAME ... | ls | rm NAME | drain NAME"""
-    h = Home(Path(args.home) if args.home else default_home())
-    h.require()
+    h = home_of(args)
     cfg = h.read_config()
     if args.action == "add":
         import re
@@ -361,8 +359,7 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
     """mosaic config [get KEY | set KEY VALUE]"""
-    h = Home(Path(args.home) if args.home else default_home())
-    h.require()
+    h = home_of(args)
     cfg = h.read_config()
     settable = {"copies": int, "cache_capacity": parse_size, "upload_parallel": int,
                 "compression_level": int, "pack_size": parse_size, "workers": int,

@@ -9,18 +9,23 @@ from pathlib import Path
 
 from .api import Node, write_atomically
 from .errors import MosaicError, NotFoundError, UsageError
-from .home import check_name
+from .home import Home, check_name, default_home
 from .output import Output
 from .units import format_size
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    """The initialised node home named by --home (or the default); HomeError if none."""
+    h = Home(Path(args.home) if args.home else default_home())
+    h.require()
+    return h
 
 
 def open_node(args: argparse.Namespace) -> Node:
     """Open the node named by --home, asking for the passphrase if the key is sealed."""
     from . import keys as keymod
     from .cli import ask_passphrase
-    from .home import Home, default_home
-    h = Home(Path(args.home) if args.home else default_home())
-    h.require()
+    h = home_of(args)
     doc = keymod.read_key_file(h.key_path)
     pw = ask_passphrase() if keymod.is_sealed(doc) else None
     return Node.open(h.root, passphrase=pw)

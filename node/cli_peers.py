@@ -6,18 +6,11 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
-from .cli_files import open_node
+from .cli_files import home_of, open_node
 from .errors import MosaicError, NotFoundError, UsageError
-from .home import Home, default_home
+from .home import Home
 from .output import Output
-
-
-def _home(args: argparse.Namespace) -> Home:
-    h = Home(Path(args.home) if args.home else default_home())
-    h.require()
-    return h
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
@@ -29,7 +22,7 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     from . import daemon
     from .cli import ask_passphrase
     from .keys import is_sealed, read_key_file
-    h = _home(args)
+    h = home_of(args)
     pw = ask_passphrase() if is_sealed(read_key_file(h.key_path)) else None
     level = logging.WARNING if args.quiet else logging.INFO
     logging.getLogger().setLevel(level)
@@ -46,7 +39,7 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
 def cmd_id(args: argparse.Namespace, out: Output) -> int:
     """mosaic id: this node's ID (creates the identity on first use)."""
     from .identity import Identity
-    ident = Identity.load_or_create(_home(args).root)
+    ident = Identity.load_or_create(home_of(args).root)
     out.line(ident.node_id_str)
     out.doc({"node_id": ident.node_id_str})
     return 0

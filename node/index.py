@@ -35,8 +35,8 @@ from .namestore import NameStore
 
 SCHEMA_VERSION = 1
 _ENTRY = struct.Struct("<32sI")
-_U64 = struct.Struct("<Q")
-_BE64 = struct.Struct(">Q")
+U64 = struct.Struct("<Q")  # counters, times (also used by replica.py)
+BE64 = struct.Struct(">Q")
 MAP_SIZE = 1 << 40  # virtual; the file grows only as pages are used
 LOCAL = "@local"  # the repair queue's name for the local store
 
@@ -140,11 +140,16 @@ class Index:
         """A read-only transaction."""
         return self.env.begin(write=False, buffers=False)
 
-    def _next(self, txn: lmdb.Transaction, counter: bytes) -> int:
+    def next_counter(self, txn: lmdb.Transaction, counter: bytes) -> int:
+        """Take the next value of a counter in `meta` (starting at 1)."""
         v = txn.get(counter, db=self.db["meta"])
-        n = _U64.unpack(v)[0] if v else 1
-        txn.put(counter, _U64.pack(n + 1), db=self.db["meta"])
+        n = U64.unpack(v)[0] if v else 1
+        txn.put(counter, U64.pack(n + 1), db=self.db["meta"])
         return n
+
+    def set_counter(self, txn: lmdb.Transaction, counter: bytes, value: int) -> None:
+        """Make `value` the counter's next value."""
+        txn.put(counter, U64.pack(value), db=self.db["meta"])
 
     # ---- files -------------------------------------------------------------
     def get_manifest(self, fid: bytes, txn: lmdb.Transaction | None = None) -> Manifest | None:
@@ -178,10 +183,10 @@ class Index:
             row = _unpack(v)
             row[4] += 1
             txn.put(cid, _pack(row), db=self.db["chunks"])
-        no = self._next(txn, b"next_file")
+        no = self.next_counter(txn, b"next_file")
         txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
                 db=self.db["manifests"])
-        txn.put(_BE64.pack(no), m.file_id, db=self.db["files"], append=True)
+        txn.put(BE64.pack(no), m.file_id, db=self.db["files"], append=True)
         if self.repl_origin is not None:
             from . import replica
             replica.log_manifest(self, txn, m)
@@ -203,7 +208,7 @@ class Index:
         if names:
             self.set_names(txn, [(n, None) for n in names])
         txn.delete(fid, db=self.db["manifests"])
-        txn.delete(_BE64.pack(no), db=self.db["files"])
+        txn.delete(BE64.pack(no), db=self.db["files"])
         if self.repl_origin is not None:
             from . import replica
             replica.log_have(self, txn, fid, False)
@@ -214,7 +219,7 @@ class Index:
         return _unpack(v)[0] if v is not None else None
 
     def _file_id(self, txn: lmdb.Transaction, no: int) -> bytes | None:
-        return txn.get(_BE64.pack(no), db=self.db["files"])
+        return txn.get(BE64.pack(no), db=self.db["files"])
 
     def has_names(self, txn: lmdb.Transaction, fids: set[bytes]) -> set[bytes]:
         """Which of these files some name points at (one pass over the name blocks).
@@ -299,7 +304,7 @@ class Index:
     def _pid(self, txn: lmdb.Transaction, no: int) -> bytes:
         pid = self._pid_by_no.get(no)
         if pid is None:
-            pid = txn.get(_BE64.pack(no), db=self.db["packnos"])
+            pid = txn.get(BE64.pack(no), db=self.db["packnos"])
             if pid is None:
                 raise StorageError(f"index damaged: pack number {no} is unknown")
             self._pid_by_no[no] = pid
@@ -355,8 +360,8 @@ class Index:
         if v is not None:
             no = _unpack(v)[0]
         else:
-            no = self._next(txn, b"next_pack")
-            txn.put(_BE64.pack(no), pid, db=self.db["packnos"], append=True)
+            no = self.next_counter(txn, b"next_pack")
+            txn.put(BE64.pack(no), pid, db=self.db["packnos"], append=True)
         txn.put(pid, _pack([no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]),
                 db=self.db["packs"])
 
@@ -364,7 +369,7 @@ class Index:
         """Drop a pack record (its chunk records must be gone or moved)."""
         v = txn.get(pid, db=self.db["packs"])
         if v is not None:
-            txn.delete(_BE64.pack(_unpack(v)[0]), db=self.db["packnos"])
+            txn.delete(BE64.pack(_unpack(v)[0]), db=self.db["packnos"])
             txn.delete(pid, db=self.db["packs"])
         txn.delete(pid, db=self.db["atime"])
 
@@ -378,15 +383,18 @@ class Index:
         """Record a local read of these packs (for LRU eviction)."""
         if not pids:
             return
-        now = _U64.pack(time.time_ns())
         with self.write() as txn:
             for p in pids:
-                txn.put(p, now, db=self.db["atime"])
+                self.touch_pack(txn, p)
+
+    def touch_pack(self, txn: lmdb.Transaction, pid: bytes) -> None:
+        """Record a local read (or arrival) of one pack, now."""
+        txn.put(pid, U64.pack(time.time_ns()), db=self.db["atime"])
 
     def atime(self, pid: bytes, txn: lmdb.Transaction) -> int:
         """Last local read of a pack (0 if never)."""
         v = txn.get(pid, db=self.db["atime"])
-        return _U64.unpack(v)[0] if v else 0
+        return U64.unpack(v)[0] if v else 0
 
     # ---- upload queue ------------------------------------------------------
     def queue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
@@ -420,7 +428,7 @@ class Index:
                   seconds: float, error: str | None = None) -> None:
         """Log a transfer or an error (kept for `status`; trimmed to the last 10,000)."""
         import os as _os
-        key = _BE64.pack(time.time_ns()) + _os.urandom(4)
+        key = BE64.pack(time.time_ns()) + _os.urandom(4)
         txn.put(key, _pack([kind, backend, nbytes, seconds, error]), db=self.db["events"])
         if txn.stat(self.db["events"])["entries"] > 10_000:
             cur = txn.cursor(db=self.db["events"])
@@ -432,11 +440,11 @@ class Index:
         """(time_ns, kind, backend, bytes, seconds, error) of events since `since_ns`."""
         t = txn or self.read()
         cur = t.cursor(db=self.db["events"])
-        if not cur.set_range(_BE64.pack(since_ns)):
+        if not cur.set_range(BE64.pack(since_ns)):
             return
         for k, v in cur.iternext():
             kind, backend, nbytes, seconds, error = _unpack(v)
-            yield _BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
+            yield BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
 
     def count(self, table: str) -> int:
         """Number of rows in a table."""

@@ -63,12 +63,8 @@ def _open(key: bytes, name: str, blob: bytes) -> dict:
 
 
 def _next_seq(node: Node) -> int:
-    import struct
     with node.index.write() as txn:
-        v = txn.get(b"index_copy_seq", db=node.index.db["meta"])
-        n = struct.unpack("<Q", v)[0] if v else 1
-        txn.put(b"index_copy_seq", struct.pack("<Q", n + 1), db=node.index.db["meta"])
-    return n
+        return node.index.next_counter(txn, b"index_copy_seq")
 
 
 def _put_everywhere(node: Node, name: str, blob: bytes) -> list[str]:
@@ -211,8 +207,6 @@ def recover(node: Node, backend: str) -> dict:
         for fid, size, created, table in manifests.values():
             idx.add_manifest(txn, Manifest(fid, size, created, decode_chunk_table(table)))
         idx.set_names(txn, [(nm, f) for nm, f in name_map.items() if f is not None and f in manifests])
-        import struct
-        seq = max((_seq_of(n) for n in names), default=0)
-        txn.put(b"index_copy_seq", struct.pack("<Q", seq + 1), db=idx.db["meta"])
+        idx.set_counter(txn, b"index_copy_seq", max((_seq_of(n) for n in names), default=0) + 1)
     return {"from": backend, "objects": len(todo), "files": len(manifests), "packs": len(packs),
             "names": sum(1 for f in name_map.values() if f is not None)}

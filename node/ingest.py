@@ -272,8 +272,6 @@ class Ingest:
                             idx.delete_chunk(txn, e.chunk_id)
                     idx.delete_pack(txn, sp.pack_id)
                     dead.append(sp.pack_id)
-        for pid in dead:
-            self.node.local.delete(pid)
         self.new_files, self.name_changes = [], []
         return dead
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -70,7 +71,7 @@ def gc(node: Node, dry_run: bool = False, remote_repack_threshold: float = 0.5) 
                         for cid in dead.get(pid, []):
                             idx.delete_chunk(txn, cid)
                         idx.delete_pack(txn, pid)
-                    _delete_pack_everywhere(node, pid, prec)
+                    delete_pack_everywhere(node, pid, prec.locations)
                 continue
             if prec.n_chunks <= len(alive):
                 continue  # no garbage inside (or a pack known only by location hints)
@@ -91,29 +92,18 @@ def gc(node: Node, dry_run: bool = False, remote_repack_threshold: float = 0.5) 
     return rep
 
 
-def delete_remote_copies(node: Node, pids: list[bytes]) -> None:
-    """Best-effort delete of these packs on every configured backend."""
-    from .remote import pack_object_name
+def delete_pack_everywhere(node: Node, pid: bytes, backends: Iterable[str] | None = None) -> None:
+    """Best-effort delete of a pack locally and on `backends` (None: every configured one)."""
+    node.local.delete(pid)
     if node.hub is None:
         return
-    for pid in pids:
-        for b in node.hub.backends.values():
+    from .remote import pack_object_name
+    for b in node.hub.backends if backends is None else backends:
+        if b in node.hub.backends:
             try:
-                node.hub.run(b.delete, pack_object_name(pid))
+                node.hub.run(node.hub.backends[b].delete, pack_object_name(pid))
             except Exception:  # noqa: BLE001 - an unreachable backend keeps an orphan for gc
                 pass
-
-
-def _delete_pack_everywhere(node: Node, pid: bytes, rec: PackRecord | None) -> None:
-    node.local.delete(pid)
-    if rec and rec.locations and node.hub is not None:
-        from .remote import pack_object_name
-        for b in rec.locations:
-            if b in node.hub.backends:
-                try:
-                    node.hub.run(node.hub.backends[b].delete, pack_object_name(pid))
-                except Exception:  # noqa: BLE001 - an unreachable backend keeps an orphan
-                    pass
 
 
 def _repack(node: Node, pid: bytes, prec: PackRecord, live: list[tuple[bytes, ChunkRecord]],
@@ -165,7 +155,7 @@ def _repack(node: Node, pid: bytes, prec: PackRecord, live: list[tuple[bytes, Ch
         for b in set(prec.locations) - set(placed):
             idx.queue_upload(txn, sealed.pack_id, b)
         idx.delete_pack(txn, pid)
-    _delete_pack_everywhere(node, pid, prec)
+    delete_pack_everywhere(node, pid, prec.locations)
     return True
 
 
@@ -221,17 +211,13 @@ def verify(node: Node, fids: list[bytes] | None, progress=None) -> VerifyReport:
 
 def _check_local_pack(node: Node, pid: bytes) -> str | None:
     """None if the local pack file matches its ID and its trailer opens, else what is wrong."""
-    from .packs import pack_id_of, parse_pack
+    from .packs import check_pack
     try:
-        data = node.local.read_all(pid)
+        check_pack(node.keys.pack_index, pid, node.local.read_all(pid))
     except FileNotFoundError:
         return "missing from the local store"
     except OSError as e:
         return f"unreadable: {e.strerror or e}"
-    if pack_id_of(data) != pid:
-        return "content does not match its ID (corrupt)"
-    try:
-        parse_pack(node.keys.pack_index, data)
     except IntegrityError as e:
         return str(e)
     return None

@@ -97,6 +97,13 @@ def pack_id_of(data: bytes | memoryview) -> bytes:
     return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
 
 
+def check_pack(key: bytes, pid: bytes, data: bytes | memoryview) -> list[PackEntry]:
+    """The chunk table of a whole pack whose bytes match its ID; IntegrityError otherwise."""
+    if pack_id_of(data) != pid:
+        raise IntegrityError("content does not match its ID (corrupt)")
+    return parse_pack(key, data)
+
+
 def _os_error(e: OSError, what: str) -> StorageError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageError(f"disk full while {what}")

@@ -39,10 +39,9 @@ from protocol.records import (
     entry_to_wire,
 )
 
-from .index import ChunkRecord, Index, Manifest, PackRecord
+from .index import BE64, U64, ChunkRecord, Index, Manifest, PackRecord
 
-_BE64 = struct.Struct(">Q")
-_U64 = struct.Struct("<Q")
+
 def enable(index: Index, node_id: bytes) -> int:
     """Start logging: record the node ID and log every existing manifest and name."""
     if index.repl_origin is not None:
@@ -64,7 +63,7 @@ def enable(index: Index, node_id: bytes) -> int:
                             now_ms=time.time_ns() // 1_000_000)
             txn.put(name.encode("utf-8"), encode_name_state(merge_name(None, rec)),
                     db=index.db["namestate"])
-            txn.put(b"last_hlc", _U64.pack(rec.version.hlc), db=index.db["meta"])
+            txn.put(b"last_hlc", U64.pack(rec.version.hlc), db=index.db["meta"])
             _append_local(index, txn, rec)
             n += 1
     return n
@@ -73,13 +72,13 @@ def enable(index: Index, node_id: bytes) -> int:
 # ---- the log ---------------------------------------------------------------
 def _held(index: Index, txn: lmdb.Transaction, origin: bytes) -> int:
     v = txn.get(origin, db=index.db["syncvec"])
-    return _U64.unpack(v)[0] if v else 0
+    return U64.unpack(v)[0] if v else 0
 
 
 def _append(index: Index, txn: lmdb.Transaction, origin: bytes, entry: LogEntry) -> None:
-    txn.put(origin + _BE64.pack(entry.seq), msgpack.packb(entry_to_wire(entry), use_bin_type=True),
+    txn.put(origin + BE64.pack(entry.seq), msgpack.packb(entry_to_wire(entry), use_bin_type=True),
             db=index.db["synclog"])
-    txn.put(origin, _U64.pack(entry.seq), db=index.db["syncvec"])
+    txn.put(origin, U64.pack(entry.seq), db=index.db["syncvec"])
 
 
 def _append_local(index: Index, txn: lmdb.Transaction, record: ManifestRecord | NameRecord) -> None:
@@ -141,7 +140,7 @@ def _state(index: Index, txn: lmdb.Transaction, name: str) -> NameState | None:
 
 def _last_hlc(index: Index, txn: lmdb.Transaction) -> int:
     v = txn.get(b"last_hlc", db=index.db["meta"])
-    return _U64.unpack(v)[0] if v else 0
+    return U64.unpack(v)[0] if v else 0
 
 
 def _write_name(index: Index, txn: lmdb.Transaction, name: str, fid: bytes | None) -> NameRecord:
@@ -157,7 +156,7 @@ def _merge(index: Index, txn: lmdb.Transaction, state: NameState | None, rec: Na
            ) -> list[tuple[str, bytes | None, bytes | None]]:
     """Fold a write into the name's state and update the visible names; returns view changes."""
     new = merge_name(state, rec)
-    txn.put(b"last_hlc", _U64.pack(max(_last_hlc(index, txn), rec.version.hlc)), db=index.db["meta"])
+    txn.put(b"last_hlc", U64.pack(max(_last_hlc(index, txn), rec.version.hlc)), db=index.db["meta"])
     if new is state:
         return []
     txn.put(rec.name.encode("utf-8"), encode_name_state(new), db=index.db["namestate"])
@@ -301,7 +300,7 @@ class LmdbSyncStore:
     def summary(self) -> dict[bytes, int]:
         """{origin: highest contiguous seq held}."""
         with self.index.read() as txn:
-            return {bytes(k): _U64.unpack(v)[0]
+            return {bytes(k): U64.unpack(v)[0]
                     for k, v in txn.cursor(db=self.index.db["syncvec"]).iternext()}
 
     def entries_since(self, origin: bytes, after_seq: int, limit: int) -> Sequence[LogEntry]:
@@ -309,7 +308,7 @@ class LmdbSyncStore:
         out = []
         with self.index.read() as txn:
             cur = txn.cursor(db=self.index.db["synclog"])
-            if not cur.set_range(origin + _BE64.pack(after_seq + 1)):
+            if not cur.set_range(origin + BE64.pack(after_seq + 1)):
                 return out
             for k, v in cur.iternext():
                 if k[:32] != origin or len(out) >= limit:

@@ -152,6 +152,11 @@ def read_verified(node: Node, m: Manifest) -> Iterator[bytes]:
         h.update(data)
         total += len(data)
         yield data
+    _check_file(m, h, total)
+
+
+def _check_file(m: Manifest, h, total: int) -> None:  # noqa: ANN001 - a blake3 hasher
+    """IntegrityError unless `total` bytes hashing to `h` make up the file."""
     if total != m.size or h.digest() != m.file_id:
         raise IntegrityError(f"file {m.file_id.hex()} does not match its hash after reassembly")
 
@@ -206,7 +211,6 @@ def read_small_verified(node: Node, m: Manifest) -> list[bytes]:
     h = codec.file_id_hasher()
     for p in parts:
         h.update(p)
-    if sum(len(p) for p in parts) != m.size or h.digest() != m.file_id:
-        raise IntegrityError(f"file {m.file_id.hex()} does not match its hash after reassembly")
+    _check_file(m, h, sum(len(p) for p in parts))
     node.touch({r.pack_id for _, _, r in items})
     return parts

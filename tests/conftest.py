@@ -60,7 +60,7 @@ class Result:
 
     def __str__(self) -> str:
         return (f"mosaic {' '.join(self.args)} -> rc={self.rc}\n"
-                f"stdout: {self.text[:2000]}\nstderr: {self.err[:4000]}")
+                f"stdout: {self.text[:2000]}\nstderr: {self.err[-4000:]}")
 
 
 def mosaic_env(**extra: str | None) -> dict[str, str]:

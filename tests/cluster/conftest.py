@@ -22,11 +22,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
+from tests.conftest import Result as Run
+from tests.conftest import run_mosaic
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -52,34 +54,10 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-@dataclass
-class Run:
-    """One finished CLI call."""
-
-    args: list[str]
-    rc: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode("utf-8", "replace")
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return (f"mosaic {' '.join(self.args)} -> rc={self.rc}\n"
-                f"stdout: {self.text[:2000]}\nstderr: {self.err[-4000:]}")
-
-
 def run_cli(args: Sequence[str | os.PathLike], *, input: bytes | None = None,
             timeout: float = CLI_TIMEOUT) -> Run:
-    argv = [str(a) for a in args]
-    p = subprocess.run([sys.executable, "-m", "node.cli", *argv], input=input,
-                       stdin=None if input is not None else subprocess.DEVNULL,
-                       capture_output=True, env=cli_env(), cwd=REPO, timeout=timeout)
-    return Run(argv, p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
+    """`mosaic ARGS` with the cluster tests' environment, from the checkout."""
+    return run_mosaic(args, input=input, env=cli_env(), cwd=REPO, timeout=timeout)
 
 
 def parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
