@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import resource
 import shutil
 import stat
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import blake3
@@ -23,7 +19,6 @@ from tests.conftest import (
     Cli,
     assert_one_line_error,
     mosaic_env,
-    run_mosaic,
 )
 
 
@@ -492,92 +487,6 @@ def test_verify_usage(node_cli: Cli) -> None:
     assert node_cli.doc("verify", "--all") == {"files": 0, "bytes": 0, "errors": [], "ok": True}
 
 
-# ---- backends, cache, warm ---------------------------------------------------------------
-
-def test_cache_trim_and_warm_with_a_dir_backend(node_cli: Cli, tmp_path: Path) -> None:
-    bk = tmp_path / "backend"
-    assert node_cli.doc("backend", "add", "dir", "b1", bk)["added"] == "b1"
-    assert [b["name"] for b in node_cli.doc("backend", "ls")] == ["b1"]
-    assert_one_line_error(node_cli("backend", "add", "dir", "b1", bk), 2)
-    files = _make_tree(node_cli.cwd / "t", seed=13)
-    node_cli.ok("put", "-r", "t")
-    st = node_cli.doc("stat", "t/sub/b.bin")
-    assert st["locations"] == {"local": 1.0, "b1": 1.0}
-    info = node_cli.doc("cache")
-    assert info["local_packs"] >= 1 and info["evictable_bytes"] == info["used"] > 0
-    stored = sorted(p.relative_to(bk).as_posix() for p in bk.rglob("*") if p.is_file())
-    assert any(p.startswith("packs/") for p in stored)
-    assert all(p.startswith(("packs/", "index/")) for p in stored)  # packs and the index copy
-
-    after_trim = node_cli.doc("cache", "trim", "--to", "0")
-    assert after_trim["local_packs"] == 0 and after_trim["used"] == 0
-    assert packs_size(node_cli.home) == (0, 0)
-    assert node_cli.doc("stat", "t/sub/b.bin")["cached_fraction"] == 0.0
-    for rel, data in files.items():  # reads come from the backend
-        assert node_cli.ok("get", f"t/{rel}", "-").out == data
-    assert node_cli.doc("stat", "t/sub/b.bin")["cached_fraction"] == 0.0  # get does not cache
-    warm = node_cli.doc("warm", "--all")
-    assert warm["cached_before"] == 0.0 and warm["cached_after"] == 1.0
-    assert warm["packs_fetched"] >= 1 and warm["bytes_fetched"] > 0
-    assert node_cli.doc("stat", "t/sub/b.bin")["cached_fraction"] == 1.0
-    again = node_cli.doc("warm", "t/a.txt")
-    assert again["packs_fetched"] == 0 and again["cached_after"] == 1.0
-    node_cli.ok("verify", "--all")
-    # with the backend gone, the local copies are all there is
-    assert_one_line_error(node_cli("backend", "rm", "b1"), 2)  # it still holds packs
-    node_cli.ok("backend", "rm", "b1", "--force")
-    shutil.rmtree(bk)
-    for rel, data in files.items():
-        assert node_cli.ok("get", f"t/{rel}", "-").out == data
-    assert_one_line_error(node_cli("backend", "rm", "b1"), 6)
-
-
-def test_gc_repack_keeps_live_data_on_the_backend(node_cli: Cli, tmp_path: Path) -> None:
-    """gc rewrites a partly dead pack; the live chunks must stay stored on the backend.
-
-    README: with backends configured, stored data is on them too. A repack that
-    deletes the old pack from the backend before the new one is uploaded leaves
-    the only copy on the local disk.
-    """
-    bk = tmp_path / "backend"
-    node_cli.ok("backend", "add", "dir", "b1", bk)
-    rng = random.Random(18)
-    (node_cli.cwd / "x").write_bytes(rng.randbytes(100_000))
-    (node_cli.cwd / "y").write_bytes(rng.randbytes(100_000))
-    node_cli.ok("put", "x", "y")  # one pack holds both
-    assert node_cli.doc("stat", "y")["locations"] == {"local": 1.0, "b1": 1.0}
-    node_cli.ok("rm", "x")
-    assert node_cli.doc("gc")["packs_repacked"] == 1
-    assert node_cli.doc("stat", "y")["locations"].get("b1") == 1.0, \
-        "after gc the live file is no longer on the backend"
-    # losing the local store must not lose y
-    shutil.rmtree(node_cli.home / "packs")
-    (node_cli.home / "packs").mkdir()
-    assert node_cli.ok("cat", "y").out == (node_cli.cwd / "y").read_bytes()
-
-
-def test_trim_keeps_packs_no_backend_holds(node_cli: Cli) -> None:
-    (node_cli.cwd / "f").write_bytes(random.Random(14).randbytes(50_000))
-    node_cli.ok("put", "f")
-    before = packs_size(node_cli.home)
-    doc = node_cli.doc("cache", "trim", "--to", "0")
-    assert doc["local_packs"] == 1 and doc["evictable_bytes"] == 0
-    assert packs_size(node_cli.home) == before
-    assert node_cli.doc("warm", "--all")["cached_after"] == 1.0
-
-
-def test_a_missing_backend_copy_is_a_storage_error(node_cli: Cli, tmp_path: Path) -> None:
-    bk = tmp_path / "backend"
-    node_cli.ok("backend", "add", "dir", "b1", bk)
-    (node_cli.cwd / "f").write_bytes(random.Random(15).randbytes(50_000))
-    node_cli.ok("put", "f")
-    node_cli.ok("cache", "trim", "--to", "0")
-    shutil.rmtree(bk / "packs")
-    line = assert_one_line_error(node_cli("get", "f", "-"), 5)
-    assert "Traceback" not in line
-    assert_one_line_error(node_cli("warm", "--all"), 5)
-
-
 # ---- --json everywhere -------------------------------------------------------------------
 
 def test_every_command_prints_json(cli: Cli, tmp_path: Path) -> None:
@@ -634,153 +543,3 @@ def test_every_command_prints_json(cli: Cli, tmp_path: Path) -> None:
         assert_one_line_error(r, code)
         doc = json.loads(r.out)
         assert doc["exit_code"] == code and doc["error"] in r.err
-
-
-# ---- error handling ----------------------------------------------------------------------
-
-def test_one_line_errors(node_cli: Cli, tmp_path: Path) -> None:
-    (node_cli.cwd / "f").write_bytes(random.Random(16).randbytes(30_000))
-    node_cli.ok("put", "f")
-    missing = tmp_path / "no-such-home"
-    r = run_mosaic(["--home", missing, "ls"])
-    assert_one_line_error(r, 6)
-    assert not missing.exists()
-    (tmp_path / "empty-dir").mkdir()
-    assert_one_line_error(run_mosaic(["--home", tmp_path / "empty-dir", "get", "x"]), 6)
-    assert_one_line_error(node_cli("get", b3(b"unknown content"), "-"), 1)
-    assert_one_line_error(node_cli("stat", b3(b"unknown content")), 1)
-    assert_one_line_error(node_cli("get", "0123456789abcdef0123", "-"), 2)
-    assert_one_line_error(node_cli("get", "no/such/name", "-"), 1)
-    assert_one_line_error(node_cli("export", b3(b"unknown content")), 1)
-    assert_one_line_error(node_cli("import", tmp_path / "nope.json"), 1)
-    (tmp_path / "garbage.json").write_bytes(b"\x00\x01 not json")
-    assert_one_line_error(node_cli("import", tmp_path / "garbage.json"), 2)
-    assert_one_line_error(node_cli("cache", "trim", "--to", "lots"), 2)
-    assert_one_line_error(node_cli("warm"), 2)
-    # a damaged key file / config
-    key = node_cli.home / "key.json"
-    saved = key.read_bytes()
-    key.write_text("{not json")
-    assert_one_line_error(node_cli("ls"), 4)
-    key.write_bytes(saved)
-    cfg = node_cli.home / "config.toml"
-    saved = cfg.read_bytes()
-    cfg.write_text("version = 99\n")
-    assert_one_line_error(node_cli("ls"), 6)
-    cfg.write_bytes(saved)
-    node_cli.ok("verify", "--all")
-
-
-def test_wrong_passphrase(cli: Cli) -> None:
-    cli.init(passphrase=True)
-    (cli.cwd / "f").write_bytes(b"secret")
-    cli.ok("put", "f")
-    for args in (("ls",), ("get", "f", "-"), ("put", "f"), ("verify", "--all"), ("gc",)):
-        line = assert_one_line_error(cli(*args, env=mosaic_env(MOSAIC_PASSPHRASE="wrong")), 4)
-        assert "passphrase" in line
-    cli.ok("verify", "--all")
-
-
-def test_corrupt_chunk_exit_code(node_cli: Cli) -> None:
-    (node_cli.cwd / "f").write_bytes(b"".join(b"row %d\n" % i for i in range(30_000)))
-    node_cli.ok("put", "f")
-    cid = flip_byte_in_chunk(node_cli, "f", 0)
-    assert cid[:16] in assert_one_line_error(node_cli("get", "f", "-"), 3)
-    assert node_cli("verify", "--all").rc == 3
-
-
-# ---- a full disk -------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _small_filesystem(where: Path, size: str = "2m") -> Iterator[bool]:
-    """A tiny tmpfs mounted at `where` (True), or False if mounting is not possible."""
-    where.mkdir(parents=True, exist_ok=True)
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", f"mosaic-test-{uuid.uuid4().hex[:8]}",
-                            str(where)], capture_output=True, timeout=30)
-        mounted = r.returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        mounted = False
-    try:
-        yield mounted
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
-
-
-def _fsize_limit(limit: int) -> Callable[[], None]:
-    def pre() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return pre
-
-
-@pytest.fixture(params=["tmpfs", "rlimit"])
-def full_disk(request: pytest.FixtureRequest, tmp_path: Path
-              ) -> Iterator[tuple[Cli, Callable[[], None] | None]]:
-    """An initialised node on a 2 MiB tmpfs, or a put limited by RLIMIT_FSIZE (EFBIG).
-
-    Without the rights to mount, the tmpfs case falls back to RLIMIT_FSIZE too.
-    """
-    mnt = tmp_path / "mnt"
-    with _small_filesystem(mnt) if request.param == "tmpfs" else contextlib.nullcontext(False) \
-            as mounted:
-        work = tmp_path / "work"
-        work.mkdir()
-        cli = Cli(mnt / "home", cwd=work)
-        cli.ok("init", "--no-passphrase", *SMALL_CHUNKS, "--pack-size", "256KiB")
-        (work / "big.bin").write_bytes(random.Random(17).randbytes(4 << 20))
-        yield cli, (None if mounted else _fsize_limit(128 << 10))
-
-
-def test_put_on_a_full_disk(full_disk: tuple[Cli, Callable[[], None] | None]) -> None:
-    cli, pre = full_disk
-    r = cli("put", "big.bin", preexec_fn=pre)
-    line = assert_one_line_error(r, 5)
-    assert "disk full" in line or "too large" in line.lower()
-    cli.ok("verify", "--all")
-    assert cli.doc("ls") == []
-    cli.ok("gc")
-    # the node still works for what fits
-    (cli.cwd / "small").write_bytes(b"small file\n" * 100)
-    assert cli.ok("put", "small").text.split()[0] == b3(b"small file\n" * 100)
-    assert cli.ok("cat", "small").out == b"small file\n" * 100
-    cli.ok("verify", "--all")
-
-
-@pytest.fixture
-def filled_disk(tmp_path: Path) -> Iterator[tuple[Cli, Path | None, Callable[[], None] | None]]:
-    """A node on a tmpfs filled to the last block by a filler file (or RLIMIT_FSIZE without root)."""
-    mnt = tmp_path / "mnt"
-    with _small_filesystem(mnt) as mounted:
-        work = tmp_path / "work"
-        work.mkdir()
-        cli = Cli(mnt / "home", cwd=work)
-        cli.ok("init", "--no-passphrase", *SMALL_CHUNKS)
-        (work / "f.bin").write_bytes(random.Random(19).randbytes(300_000))
-        filler = None
-        if mounted:
-            filler = mnt / "filler"
-            with open(filler, "wb", buffering=0) as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 4096)
-                except OSError:
-                    pass
-        yield cli, filler, (None if mounted else _fsize_limit(128 << 10))
-
-
-def test_a_failed_put_leaves_no_temp_files(
-        filled_disk: tuple[Cli, Path | None, Callable[[], None] | None]) -> None:
-    """A put that fails for want of space drops its unfinished pack files.
-
-    Left in HOME/tmp they hold on to the space the user must free, until a gc.
-    """
-    cli, filler, pre = filled_disk
-    assert_one_line_error(cli("put", "f.bin", preexec_fn=pre), 5)
-    cli.ok("verify", "--all")
-    left = sorted(p.name for p in (cli.home / "tmp").iterdir())
-    assert left == [], f"temp files left behind: {left}"
-    if filler is not None:
-        filler.unlink()
-    assert cli.ok("put", "f.bin").text.split()[0] == b3((cli.cwd / "f.bin").read_bytes())
-    cli.ok("verify", "--all")

@@ -1,0 +1,171 @@
+"""CLI error handling: one-line errors with the documented exit codes, and a full disk."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import resource
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    SMALL_CHUNKS,
+    Cli,
+    assert_one_line_error,
+    mosaic_env,
+    run_mosaic,
+)
+from tests.node.test_cli import b3, flip_byte_in_chunk
+
+# ---- error handling ----------------------------------------------------------------------
+
+def test_one_line_errors(node_cli: Cli, tmp_path: Path) -> None:
+    (node_cli.cwd / "f").write_bytes(random.Random(16).randbytes(30_000))
+    node_cli.ok("put", "f")
+    missing = tmp_path / "no-such-home"
+    r = run_mosaic(["--home", missing, "ls"])
+    assert_one_line_error(r, 6)
+    assert not missing.exists()
+    (tmp_path / "empty-dir").mkdir()
+    assert_one_line_error(run_mosaic(["--home", tmp_path / "empty-dir", "get", "x"]), 6)
+    assert_one_line_error(node_cli("get", b3(b"unknown content"), "-"), 1)
+    assert_one_line_error(node_cli("stat", b3(b"unknown content")), 1)
+    assert_one_line_error(node_cli("get", "0123456789abcdef0123", "-"), 2)
+    assert_one_line_error(node_cli("get", "no/such/name", "-"), 1)
+    assert_one_line_error(node_cli("export", b3(b"unknown content")), 1)
+    assert_one_line_error(node_cli("import", tmp_path / "nope.json"), 1)
+    (tmp_path / "garbage.json").write_bytes(b"\x00\x01 not json")
+    assert_one_line_error(node_cli("import", tmp_path / "garbage.json"), 2)
+    assert_one_line_error(node_cli("cache", "trim", "--to", "lots"), 2)
+    assert_one_line_error(node_cli("warm"), 2)
+    # a damaged key file / config
+    key = node_cli.home / "key.json"
+    saved = key.read_bytes()
+    key.write_text("{not json")
+    assert_one_line_error(node_cli("ls"), 4)
+    key.write_bytes(saved)
+    cfg = node_cli.home / "config.toml"
+    saved = cfg.read_bytes()
+    cfg.write_text("version = 99\n")
+    assert_one_line_error(node_cli("ls"), 6)
+    cfg.write_bytes(saved)
+    node_cli.ok("verify", "--all")
+
+
+def test_wrong_passphrase(cli: Cli) -> None:
+    cli.init(passphrase=True)
+    (cli.cwd / "f").write_bytes(b"secret")
+    cli.ok("put", "f")
+    for args in (("ls",), ("get", "f", "-"), ("put", "f"), ("verify", "--all"), ("gc",)):
+        line = assert_one_line_error(cli(*args, env=mosaic_env(MOSAIC_PASSPHRASE="wrong")), 4)
+        assert "passphrase" in line
+    cli.ok("verify", "--all")
+
+
+def test_corrupt_chunk_exit_code(node_cli: Cli) -> None:
+    (node_cli.cwd / "f").write_bytes(b"".join(b"row %d\n" % i for i in range(30_000)))
+    node_cli.ok("put", "f")
+    cid = flip_byte_in_chunk(node_cli, "f", 0)
+    assert cid[:16] in assert_one_line_error(node_cli("get", "f", "-"), 3)
+    assert node_cli("verify", "--all").rc == 3
+
+
+# ---- a full disk -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _small_filesystem(where: Path, size: str = "2m") -> Iterator[bool]:
+    """A tiny tmpfs mounted at `where` (True), or False if mounting is not possible."""
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", f"mosaic-test-{uuid.uuid4().hex[:8]}",
+                            str(where)], capture_output=True, timeout=30)
+        mounted = r.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        mounted = False
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def _fsize_limit(limit: int) -> Callable[[], None]:
+    def pre() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return pre
+
+
+@pytest.fixture(params=["tmpfs", "rlimit"])
+def full_disk(request: pytest.FixtureRequest, tmp_path: Path
+              ) -> Iterator[tuple[Cli, Callable[[], None] | None]]:
+    """An initialised node on a 2 MiB tmpfs, or a put limited by RLIMIT_FSIZE (EFBIG).
+
+    Without the rights to mount, the tmpfs case falls back to RLIMIT_FSIZE too.
+    """
+    mnt = tmp_path / "mnt"
+    with _small_filesystem(mnt) if request.param == "tmpfs" else contextlib.nullcontext(False) \
+            as mounted:
+        work = tmp_path / "work"
+        work.mkdir()
+        cli = Cli(mnt / "home", cwd=work)
+        cli.ok("init", "--no-passphrase", *SMALL_CHUNKS, "--pack-size", "256KiB")
+        (work / "big.bin").write_bytes(random.Random(17).randbytes(4 << 20))
+        yield cli, (None if mounted else _fsize_limit(128 << 10))
+
+
+def test_put_on_a_full_disk(full_disk: tuple[Cli, Callable[[], None] | None]) -> None:
+    cli, pre = full_disk
+    r = cli("put", "big.bin", preexec_fn=pre)
+    line = assert_one_line_error(r, 5)
+    assert "disk full" in line or "too large" in line.lower()
+    cli.ok("verify", "--all")
+    assert cli.doc("ls") == []
+    cli.ok("gc")
+    # the node still works for what fits
+    (cli.cwd / "small").write_bytes(b"small file\n" * 100)
+    assert cli.ok("put", "small").text.split()[0] == b3(b"small file\n" * 100)
+    assert cli.ok("cat", "small").out == b"small file\n" * 100
+    cli.ok("verify", "--all")
+
+
+@pytest.fixture
+def filled_disk(tmp_path: Path) -> Iterator[tuple[Cli, Path | None, Callable[[], None] | None]]:
+    """A node on a tmpfs filled to the last block by a filler file (or RLIMIT_FSIZE without root)."""
+    mnt = tmp_path / "mnt"
+    with _small_filesystem(mnt) as mounted:
+        work = tmp_path / "work"
+        work.mkdir()
+        cli = Cli(mnt / "home", cwd=work)
+        cli.ok("init", "--no-passphrase", *SMALL_CHUNKS)
+        (work / "f.bin").write_bytes(random.Random(19).randbytes(300_000))
+        filler = None
+        if mounted:
+            filler = mnt / "filler"
+            with open(filler, "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:
+                    pass
+        yield cli, filler, (None if mounted else _fsize_limit(128 << 10))
+
+
+def test_a_failed_put_leaves_no_temp_files(
+        filled_disk: tuple[Cli, Path | None, Callable[[], None] | None]) -> None:
+    """A put that fails for want of space drops its unfinished pack files.
+
+    Left in HOME/tmp they hold on to the space the user must free, until a gc.
+    """
+    cli, filler, pre = filled_disk
+    assert_one_line_error(cli("put", "f.bin", preexec_fn=pre), 5)
+    cli.ok("verify", "--all")
+    left = sorted(p.name for p in (cli.home / "tmp").iterdir())
+    assert left == [], f"temp files left behind: {left}"
+    if filler is not None:
+        filler.unlink()
+    assert cli.ok("put", "f.bin").text.split()[0] == b3((cli.cwd / "f.bin").read_bytes())
+    cli.ok("verify", "--all")
