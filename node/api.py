@@ -21,7 +21,7 @@ from .index import LOCAL, Index, Manifest
 from .ingest import Ingest, PendingPut, PutResult
 from .packs import LocalPacks
 from .placement import BackendSpace
-from .restore import FileReader, read_range, read_verified
+from .restore import FileReader, read_range, read_verified, restore_into
 from .units import is_hash, parse_hash
 
 Progress = Callable[[int], None]
@@ -210,6 +210,8 @@ class Node:
     def get(self, ref: str, dest: str | Path | BinaryIO | None = None, offset: int = 0,
             length: int | None = None, progress: Progress | None = None) -> bytes | int:
         """Bytes of a file: returned (dest None), written to a stream, or to a path atomically."""
+        if offset == 0 and length is None and isinstance(dest, (str, Path)):
+            return self.get_to_path(self.resolve(ref), Path(dest), progress)
         chunks = self.read(ref, offset, length)
         if dest is None:
             return b"".join(chunks)
@@ -222,6 +224,12 @@ class Node:
                     progress(len(c))
             return n
         return write_atomically(Path(dest), chunks, progress)
+
+    def get_to_path(self, m: Manifest, dest: Path, progress: Progress | None = None,
+                    folder_ready: bool = False) -> int:
+        """Restore a whole file to `dest` atomically, decoding and writing in parallel."""
+        return write_atomically(dest, lambda fd: restore_into(self, m, fd, progress),
+                                folder_ready=folder_ready)
 
     def get_many(self, items: list[tuple[str, Path]], progress: Progress | None = None) -> int:
         """Restore many files to paths; small files are restored several at a time."""
@@ -247,7 +255,7 @@ class Node:
         with Pool(2, thread_name_prefix="mosaic-restore") as pool:
             futs = [pool.submit(one, m, d) for m, d in small]
             for m, d in large:
-                total += write_atomically(d, read_verified(self, m), progress)
+                total += self.get_to_path(m, d, progress, folder_ready=True)
             for f in futs:
                 total += f.result()
         return total
@@ -483,9 +491,13 @@ class IngestSession:
             self.lock.__exit__()
 
 
-def write_atomically(dest: Path, chunks: Iterator[bytes], progress: Progress | None = None,
-                     folder_ready: bool = False) -> int:
-    """Write chunks to `dest` via a temp file in the same folder; nothing is left on error."""
+def write_atomically(dest: Path, chunks: Iterator[bytes] | Callable[[int], int],
+                     progress: Progress | None = None, folder_ready: bool = False) -> int:
+    """Write to `dest` via a temp file in the same folder; nothing is left on error.
+
+    `chunks` is the content in order, or a function that fills the open file
+    descriptor it is given and returns the number of bytes written.
+    """
     if not folder_ready:
         if dest.is_dir():
             raise UsageError(f"{dest} is a directory")
@@ -494,11 +506,14 @@ def write_atomically(dest: Path, chunks: Iterator[bytes], progress: Progress | N
     n = 0
     try:
         with open(tmp, "wb") as f:
-            for c in chunks:
-                f.write(c)
-                n += len(c)
-                if progress:
-                    progress(len(c))
+            if callable(chunks):
+                n = chunks(f.fileno())
+            else:
+                for c in chunks:
+                    f.write(c)
+                    n += len(c)
+                    if progress:
+                        progress(len(c))
         os.replace(tmp, dest)
     except OSError as e:
         tmp.unlink(missing_ok=True)

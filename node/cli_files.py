@@ -137,7 +137,10 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
                 Path(names[0]).name if names else m.file_id.hex())
             dest = dest / base
         bar = out.progress(m.size if args.length is None else args.length, "get")
-        n = write_atomically(dest, chunks, bar)
+        if not args.offset and args.length is None:
+            n = node.get_to_path(m, dest, bar)
+        else:
+            n = write_atomically(dest, chunks, bar)
         bar.finish()
         out.doc({"hash": m.file_id.hex(), "dest": str(dest), "bytes": n})
     return 0

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bisect
 import io
+import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from . import codec
@@ -20,7 +21,7 @@ from .errors import IntegrityError, NotFoundError, StorageError
 from .index import ChunkRecord, Manifest
 
 if TYPE_CHECKING:
-    from .api import Node
+    from .api import Node, Progress
 
 BATCH_BYTES = 2 << 20
 MAX_INFLIGHT = 6
@@ -102,8 +103,8 @@ def decode_batch(node: Node, items: list[Item]) -> list[bytes]:
     return out
 
 
-def iter_plain(node: Node, items: list[Item]) -> Iterator[bytes]:
-    """Decoded chunk data in order, decoded on the worker pool with bounded read-ahead."""
+def iter_batches(node: Node, items: list[Item]) -> Iterator[list[bytes]]:
+    """Decoded chunks in order, a batch at a time, decoded on the worker pool with bounded read-ahead."""
     pending: deque[Future] = deque()
     batch: list[Item] = []
     size = 0
@@ -115,15 +116,60 @@ def iter_plain(node: Node, items: list[Item]) -> Iterator[bytes]:
                 pending.append(node.pool.submit(decode_batch, node, batch))
                 batch, size = [], 0
                 while len(pending) >= MAX_INFLIGHT:
-                    yield from pending.popleft().result()
+                    yield pending.popleft().result()
         if batch:
             pending.append(node.pool.submit(decode_batch, node, batch))
         while pending:
-            yield from pending.popleft().result()
+            yield pending.popleft().result()
     finally:
         for f in pending:
             f.cancel()
     node.touch({r.pack_id for _, _, r in items})
+
+
+def iter_plain(node: Node, items: list[Item]) -> Iterator[bytes]:
+    """Decoded chunk data in order (see `iter_batches`)."""
+    for parts in iter_batches(node, items):
+        yield from parts
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Append `parts` to `fd` with as few writev calls as the OS allows."""
+    for k in range(0, len(parts), 1024):  # IOV_MAX
+        group = parts[k:k + 1024]
+        want = sum(len(p) for p in group)
+        done = os.writev(fd, group)
+        if done < want:  # short writes are rare (signals, quotas); finish by hand
+            rest = memoryview(b"".join(group))[done:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+
+
+def restore_into(node: Node, m: Manifest, fd: int, progress: Progress | None = None) -> int:
+    """Write a whole file to `fd` (at its current position) and check its hash.
+
+    Three things overlap: the worker pool decodes batches, one hashing thread
+    feeds the whole-file BLAKE3 in order, and this thread only writes. Writing
+    into fresh page cache is the dearest step on small VMs, and one file takes
+    one writer at a time, so it gets a thread of its own.
+    """
+    h = codec.file_id_hasher()
+    hashing: deque[Future] = deque()
+    total = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="mosaic-hash") as hasher:
+        for parts in iter_batches(node, chunk_records(node, m)):
+            hashing.append(hasher.submit(lambda ps=parts: [h.update(p) for p in ps]))
+            _write_all(fd, parts)
+            n = sum(len(p) for p in parts)
+            total += n
+            if progress:
+                progress(n)
+            while len(hashing) > MAX_INFLIGHT:
+                hashing.popleft().result()
+        while hashing:
+            hashing.popleft().result()
+    _check_file(m, h, total)
+    return total
 
 
 def read_range(node: Node, m: Manifest, offset: int, length: int | None) -> Iterator[bytes]:

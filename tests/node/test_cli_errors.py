@@ -169,3 +169,31 @@ def test_a_failed_put_leaves_no_temp_files(
         filler.unlink()
     assert cli.ok("put", "f.bin").text.split()[0] == b3((cli.cwd / "f.bin").read_bytes())
     cli.ok("verify", "--all")
+
+
+def test_get_onto_a_full_disk(tmp_path: Path) -> None:
+    """A whole-file get that runs out of space: one line, exit 5, no temp file, old copy kept."""
+    cli = Cli(tmp_path / "home", cwd=tmp_path)
+    cli.ok("init", "--no-passphrase", *SMALL_CHUNKS)
+    data = random.Random(23).randbytes(3 << 20)
+    (tmp_path / "f.bin").write_bytes(data)
+    cli.ok("put", "f.bin")
+    mnt = tmp_path / "mnt"
+    with _small_filesystem(mnt) as mounted:
+        pre = None if mounted else _fsize_limit(1 << 20)
+        old = mnt / "f.bin"
+        old.write_bytes(b"the previous copy\n")
+        line = assert_one_line_error(cli("get", "f.bin", str(old), preexec_fn=pre), 5)
+        assert "disk full" in line or "too large" in line.lower()
+        assert old.read_bytes() == b"the previous copy\n"
+        assert sorted(p.name for p in mnt.iterdir()) == ["f.bin"]
+        old.unlink()
+        if not mounted:
+            return
+        # with room again, the same get works and the bytes are exact
+        (mnt / "ok").mkdir()
+        small = tmp_path / "g.bin"
+        small.write_bytes(data[:1 << 20])
+        cli.ok("put", "g.bin")
+        cli.ok("get", "g.bin", str(mnt / "ok" / "g.bin"))
+        assert (mnt / "ok" / "g.bin").read_bytes() == data[:1 << 20]
