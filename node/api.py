@@ -19,14 +19,16 @@ from .errors import CapacityError, HomeError, NotFoundError, StorageError, Usage
 from .home import Config, Home, HomeLock, check_name, default_home
 from .index import LOCAL, Index, Manifest
 from .ingest import Ingest, PendingPut, PutResult
+from .outfile import write_atomically
 from .packs import LocalPacks
 from .placement import BackendSpace
-from .restore import FileReader, read_range, read_verified, restore_into
+from .restore import FileReader, read_range, read_verified, restore_into, restore_small_files
 from .units import is_hash, parse_hash
 
 Progress = Callable[[int], None]
 log = logging.getLogger("mosaic")
-SMALL_RESTORE = 4 << 20  # files up to this size are restored several at a time
+SMALL_RESTORE = 4 << 20  # files up to this size are restored in groups
+SMALL_GROUP_BYTES, SMALL_GROUP_FILES = 4 << 20, 256  # one worker task's share
 
 
 @dataclass(frozen=True)
@@ -232,33 +234,61 @@ class Node:
                                 folder_ready=folder_ready)
 
     def get_many(self, items: list[tuple[str, Path]], progress: Progress | None = None) -> int:
-        """Restore many files to paths; small files are restored several at a time."""
-        from concurrent.futures import ThreadPoolExecutor as Pool
-
-        from .restore import read_small_verified
-        manifests = [(self.resolve(ref), Path(dest)) for ref, dest in items]
-        small = [(m, d) for m, d in manifests if m.size <= SMALL_RESTORE]
-        large = [(m, d) for m, d in manifests if m.size > SMALL_RESTORE]
-
-        def one(m: Manifest, d: Path) -> int:
-            return write_atomically(d, iter(read_small_verified(self, m)), progress, folder_ready=True)
-
-        for parent in sorted({d.parent for _, d in manifests}):
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise StorageError(f"cannot create {parent}: {e.strerror or e}") from None
-        for _, d in manifests:
-            if d.is_dir():
+        """Restore many files to paths; small files go in groups to two worker threads."""
+        manifests = self._resolve_many([ref for ref, _ in items])
+        dests = [Path(d) for _, d in items]
+        folders = {d.parent for d in dests}
+        existed = {f for f in folders if f.is_dir()}
+        for d in dests:  # only folders that were there before can hold a directory in the way
+            if d.parent in existed and d.is_dir():
                 raise UsageError(f"{d} is a directory")
+        self._make_folders(folders - existed)
+        small = [(m, str(d)) for m, d in zip(manifests, dests, strict=True) if m.size <= SMALL_RESTORE]
+        large = [(m, d) for m, d in zip(manifests, dests, strict=True) if m.size > SMALL_RESTORE]
+        groups: list[list[tuple[Manifest, str]]] = [[]]
+        size = 0
+        for m, d in small:
+            if size >= SMALL_GROUP_BYTES or len(groups[-1]) >= SMALL_GROUP_FILES:
+                groups.append([])
+                size = 0
+            groups[-1].append((m, d))
+            size += m.size
         total = 0
-        with Pool(2, thread_name_prefix="mosaic-restore") as pool:
-            futs = [pool.submit(one, m, d) for m, d in small]
-            for m, d in large:
-                total += self.get_to_path(m, d, progress, folder_ready=True)
-            for f in futs:
-                total += f.result()
+        with ThreadPoolExecutor(2, thread_name_prefix="mosaic-restore") as pool:
+            futs = [pool.submit(restore_small_files, self, g, progress) for g in groups if g]
+            try:
+                for m, d in large:
+                    total += self.get_to_path(m, d, progress, folder_ready=True)
+                for f in futs:
+                    total += f.result()
+            finally:
+                for f in futs:
+                    f.cancel()
         return total
+
+    def _resolve_many(self, refs: list[str]) -> list[Manifest]:
+        """Manifests for many refs; hashes are looked up in one read transaction."""
+        out: list[Manifest] = []
+        with self.index.read() as txn:
+            for ref in refs:
+                m = None
+                if len(ref) == 64 and is_hash(ref.lower()):
+                    m = self.index.get_manifest(bytes.fromhex(ref.lower()), txn)
+                out.append(m if m is not None else self.resolve(ref))
+        return out
+
+    @staticmethod
+    def _make_folders(folders: set[Path]) -> None:
+        """Create the folders (parents first), or say what stands in the way."""
+        for folder in sorted(folders):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise UsageError(f"{folder} (or a folder above it) exists and is not a folder") from None
+            except NotADirectoryError:
+                raise UsageError(f"a folder above {folder} exists and is not a folder") from None
+            except OSError as e:
+                raise StorageError(f"cannot create {folder}: {e.strerror or e}") from None
 
     def open_file(self, ref: str) -> io.BufferedReader:
         """A seekable binary read stream over a stored file (like `open(path, "rb")`)."""
@@ -489,38 +519,3 @@ class IngestSession:
             raise CapacityError(f"{e}; nothing was stored") from None
         finally:
             self.lock.__exit__()
-
-
-def write_atomically(dest: Path, chunks: Iterator[bytes] | Callable[[int], int],
-                     progress: Progress | None = None, folder_ready: bool = False) -> int:
-    """Write to `dest` via a temp file in the same folder; nothing is left on error.
-
-    `chunks` is the content in order, or a function that fills the open file
-    descriptor it is given and returns the number of bytes written.
-    """
-    if not folder_ready:
-        if dest.is_dir():
-            raise UsageError(f"{dest} is a directory")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.mosaic-{os.getpid()}")
-    n = 0
-    try:
-        with open(tmp, "wb") as f:
-            if callable(chunks):
-                n = chunks(f.fileno())
-            else:
-                for c in chunks:
-                    f.write(c)
-                    n += len(c)
-                    if progress:
-                        progress(len(c))
-        os.replace(tmp, dest)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno == 28:
-            raise StorageError(f"disk full while writing {dest}") from None
-        raise StorageError(f"cannot write {dest}: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return n

@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from .api import Node, write_atomically
+from .api import Node
 from .errors import MosaicError, NotFoundError, UsageError
 from .home import Home, check_name, default_home
+from .outfile import write_atomically
 from .output import Output
 from .units import format_size
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import io
-import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from . import codec
 from .errors import IntegrityError, NotFoundError, StorageError
 from .index import ChunkRecord, Manifest
+from .outfile import write_all, write_parts
 
 if TYPE_CHECKING:
     from .api import Node, Progress
@@ -133,18 +133,6 @@ def iter_plain(node: Node, items: list[Item]) -> Iterator[bytes]:
         yield from parts
 
 
-def _write_all(fd: int, parts: list[bytes]) -> None:
-    """Append `parts` to `fd` with as few writev calls as the OS allows."""
-    for k in range(0, len(parts), 1024):  # IOV_MAX
-        group = parts[k:k + 1024]
-        want = sum(len(p) for p in group)
-        done = os.writev(fd, group)
-        if done < want:  # short writes are rare (signals, quotas); finish by hand
-            rest = memoryview(b"".join(group))[done:]
-            while rest:
-                rest = rest[os.write(fd, rest):]
-
-
 def restore_into(node: Node, m: Manifest, fd: int, progress: Progress | None = None) -> int:
     """Write a whole file to `fd` (at its current position) and check its hash.
 
@@ -159,8 +147,7 @@ def restore_into(node: Node, m: Manifest, fd: int, progress: Progress | None = N
     with ThreadPoolExecutor(1, thread_name_prefix="mosaic-hash") as hasher:
         for parts in iter_batches(node, chunk_records(node, m)):
             hashing.append(hasher.submit(lambda ps=parts: [h.update(p) for p in ps]))
-            _write_all(fd, parts)
-            n = sum(len(p) for p in parts)
+            n = write_all(fd, parts)
             total += n
             if progress:
                 progress(n)
@@ -250,13 +237,35 @@ class FileReader(io.RawIOBase):
         return n
 
 
-def read_small_verified(node: Node, m: Manifest) -> list[bytes]:
-    """A small file decoded in the calling thread (no read-ahead), hash-checked."""
-    items = chunk_records(node, m)
+def restore_small_files(node: Node, files: list[tuple[Manifest, str]],
+                        progress: Progress | None = None) -> int:
+    """Restore a group of small files, each checked and written whole (temp + rename).
+
+    The group's chunks are looked up in one read transaction and read together,
+    so files stored side by side in a pack cost one read between them.
+    """
+    items: list[Item] = []
+    spans: list[tuple[int, int]] = []
+    with node.index.read() as txn:
+        for m, _ in files:
+            start = len(items)
+            for cid, n in m.chunks:
+                r = node.index.get_chunk(cid, txn)
+                if r is None:
+                    raise NotFoundError(f"chunk {cid.hex()[:16]} of file {m.file_id.hex()[:16]} "
+                                        "is unknown to this node")
+                items.append((cid, n, r))
+            spans.append((start, len(items)))
     parts = decode_batch(node, items)
-    h = codec.file_id_hasher()
-    for p in parts:
-        h.update(p)
-    _check_file(m, h, sum(len(p) for p in parts))
+    total = 0
+    for (m, dest), (a, b) in zip(files, spans, strict=True):
+        mine = parts[a:b]
+        h = codec.file_id_hasher()
+        for p in mine:
+            h.update(p)
+        _check_file(m, h, sum(len(p) for p in mine))
+        total += write_parts(dest, mine)
+        if progress:
+            progress(m.size)
     node.touch({r.pack_id for _, _, r in items})
-    return parts
+    return total

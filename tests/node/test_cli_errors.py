@@ -74,6 +74,40 @@ def test_corrupt_chunk_exit_code(node_cli: Cli) -> None:
     assert node_cli("verify", "--all").rc == 3
 
 
+def test_get_r_into_awkward_places(node_cli: Cli, tmp_path: Path) -> None:
+    """Tree restores: something in the way is named before anything is written;
+    a corrupt file fails in one line and leaves no temp files; a rerun overwrites."""
+    rng = random.Random(21)
+    files = {f"t/d{i % 3}/f{i}.bin": rng.randbytes(rng.randrange(0, 9000)) for i in range(40)}
+    files["t/big.bin"] = rng.randbytes(5 << 20)  # one file above the small-file limit
+    for rel, data in files.items():
+        (node_cli.cwd / rel).parent.mkdir(parents=True, exist_ok=True)
+        (node_cli.cwd / rel).write_bytes(data)
+    node_cli.ok("put", "-r", "t")
+    out = tmp_path / "out"
+    (out / "d1" / "f1.bin").mkdir(parents=True)  # a folder where a file goes
+    line = assert_one_line_error(node_cli("get", "-r", "t", out), 2)
+    assert "f1.bin" in line and "directory" in line
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["d1", "d1/f1.bin"]
+    (out / "d1" / "f1.bin").rmdir()
+    (out / "d2").write_bytes(b"a file where a folder goes")
+    line = assert_one_line_error(node_cli("get", "-r", "t", out), 2)
+    assert "d2" in line and "not a folder" in line
+    (out / "d2").unlink()
+    (out / "d0" / "f0.bin").parent.mkdir(parents=True, exist_ok=True)
+    (out / "d0" / "f0.bin").write_bytes(b"stale copy, overwritten by the restore")
+    node_cli.ok("get", "-r", "t", out)
+    for rel, data in files.items():
+        assert (out / rel[2:]).read_bytes() == data, rel
+    victim = next(rel for rel, data in files.items() if len(data) > 4000)
+    cid = flip_byte_in_chunk(node_cli, victim)
+    out2 = tmp_path / "out2"
+    line = assert_one_line_error(node_cli("get", "-r", "t", out2), 3)
+    assert cid[:16] in line
+    assert [p for p in out2.rglob("*") if ".mosaic-" in p.name] == []
+    assert not (out2 / victim[2:]).exists()
+
+
 # ---- a full disk -------------------------------------------------------------------------
 
 @contextlib.contextmanager
