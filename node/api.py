@@ -103,8 +103,11 @@ class Node:
         else:
             master = keymod.new_master_key()
         avg = chunk_avg or defaults.avg_size
-        params = ChunkParams(chunk_min or min(defaults.min_size, avg // 2) if not chunk_min else chunk_min,
+        params = ChunkParams(chunk_min or min(defaults.min_size, avg // 4 * 2),
                              avg, chunk_max or max(defaults.max_size, avg * 4)).validate()
+        if params.min_size % 2:
+            raise UsageError("chunk min size must be an even number of bytes "
+                             "(FastCDC looks for cut points two bytes at a time)")
         cfg = Config(chunk_min=params.min_size, chunk_avg=params.avg_size, chunk_max=params.max_size,
                      node_tag=os.urandom(8).hex())
         if pack_size is not None:

@@ -51,7 +51,11 @@ class ChunkParams:
 
 @functools.lru_cache(maxsize=8)
 def _cdc(params: ChunkParams) -> pyfastcdc.FastCDC:
-    return pyfastcdc.FastCDC(params.avg_size, min_size=params.min_size,
+    # pyfastcdc starts its search at min_size rounded down to even, so an odd
+    # minimum would allow chunks one byte short of it; new nodes get an even
+    # minimum (Node.init), and an odd one is rounded up where avg allows.
+    mn = params.min_size + (params.min_size & 1 and params.min_size < params.avg_size)
+    return pyfastcdc.FastCDC(params.avg_size, min_size=mn,
                              max_size=params.max_size, normalized_chunking=1,
                              seed=params.seed)
 

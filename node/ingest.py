@@ -86,7 +86,10 @@ class Ingest:
         self.pool: ThreadPoolExecutor = node.pool
         self.sealer = ThreadPoolExecutor(1, thread_name_prefix="mosaic-seal")
         self.jobs: deque[Future] = deque()
-        self.pending: deque[tuple[Future, PendingPut]] = deque()
+        self.pending: deque[tuple[Future, list[list]]] = deque()  # (future, [[job, n chunks], ...])
+        self.batch: list[bytes | memoryview] = []  # the open batch, shared by consecutive files
+        self.batch_jobs: list[list] = []
+        self.batch_bytes = 0
         self.writer: PackWriter | None = None
         self.waiting: list[tuple[Manifest, tuple[str, ...]]] = []
         self.inflight: set[bytes] = set()
@@ -117,13 +120,11 @@ class Ingest:
                    size_hint: int | None = None) -> PendingPut:
         """Queue everything `stream` yields; the result is final after `close()`.
 
-        Batches of different files flow through the worker pool back to back, so
-        many small files keep both cores busy.
+        Chunks of consecutive files share ~1 MiB batches on their way through the
+        worker pool, so many small files cost few thread hand-offs.
         """
         job = PendingPut(names)
         hasher = codec.file_id_hasher()
-        batch: list[bytes | memoryview] = []
-        batch_bytes = 0
         if size_hint is not None and size_hint <= SMALL_FILE:
             data = stream.read()
             chunks = chunk_buffer(data, self.params)
@@ -132,31 +133,38 @@ class Ingest:
         for c in chunks:
             hasher.update(c)
             job.size += len(c)
-            batch.append(c)
-            batch_bytes += len(c)
-            if batch_bytes >= BATCH_BYTES:
-                self._submit(batch, job)
-                batch, batch_bytes = [], 0
-        if batch:
-            self._submit(batch, job)
+            if not self.batch_jobs or self.batch_jobs[-1][0] is not job:
+                self.batch_jobs.append([job, 0])
+                job.batches_left += 1
+            self.batch_jobs[-1][1] += 1
+            self.batch.append(c)
+            self.batch_bytes += len(c)
+            if self.batch_bytes >= BATCH_BYTES:
+                self._submit()
         job.file_id = hasher.digest()
         job.read_done = True
         if job.batches_left == 0:
             self._finish(job)
         return job
 
-    def _submit(self, batch: list[bytes | memoryview], job: PendingPut) -> None:
-        job.batches_left += 1
-        self.pending.append((self.pool.submit(self._encode_batch, batch), job))
+    def _submit(self) -> None:
+        """Send the open batch to the worker pool."""
+        batch, jobs = self.batch, self.batch_jobs
+        self.batch, self.batch_jobs, self.batch_bytes = [], [], 0
+        self.pending.append((self.pool.submit(self._encode_batch, batch), jobs))
         while len(self.pending) >= MAX_INFLIGHT:
             self._drain_one()
 
     def _drain_one(self) -> None:
-        fut, job = self.pending.popleft()
-        self._write(fut.result(), job)
-        job.batches_left -= 1
-        if job.batches_left == 0 and job.read_done:
-            self._finish(job)
+        fut, jobs = self.pending.popleft()
+        results = fut.result()
+        at = 0
+        for job, n in jobs:
+            self._write(results[at:at + n], job)
+            at += n
+            job.batches_left -= 1
+            if job.batches_left == 0 and job.read_done:
+                self._finish(job)
 
     def _finish(self, job: PendingPut) -> None:
         assert job.file_id is not None
@@ -237,6 +245,8 @@ class Ingest:
     def close(self) -> None:
         """Seal the last pack and commit every waiting manifest; raises the first error."""
         try:
+            if self.batch:
+                self._submit()
             while self.pending:
                 self._drain_one()
             if self.writer is not None or self.waiting:
@@ -280,6 +290,7 @@ class Ingest:
         for fut, _ in self.pending:
             fut.cancel()
         self.pending.clear()
+        self.batch, self.batch_jobs, self.batch_bytes = [], [], 0
         if self.writer is not None:
             self.writer.abort()
             self.writer = None

@@ -127,6 +127,39 @@ def test_put_sources(node: Node, tmp_path: Path) -> None:
     assert [e.name for e in node.ls("batch/")] == [f"batch/{i}" for i in range(8)]
 
 
+def test_files_sharing_batches(node: Node, tmp_path: Path) -> None:
+    """Consecutive files share worker batches: each keeps its own chunks, in order,
+    and copies of one chunk within a batch are stored once."""
+    rng = random.Random(31)
+    common = rng.randbytes(20_000)
+    files: list[bytes] = []
+    for i in range(300):
+        kind = i % 6
+        files.append(b"" if kind == 0 else common if kind == 1 else
+                     rng.randbytes(rng.randrange(1, 3000)) if kind == 2 else
+                     common[:9000] + rng.randbytes(500) if kind == 3 else
+                     rng.randbytes(rng.randrange(10_000, 60_000)))
+    files.insert(150, rng.randbytes(3 << 20))  # a larger file in the middle
+    big = tmp_path / "streamed.bin"
+    big.write_bytes(rng.randbytes(5 << 20))  # above the read-whole limit: streamed
+    with node.ingest() as s:
+        for i, data in enumerate(files):
+            s.put_source(data, name=f"mix/{i:03d}")
+            if i == 200:
+                s.put_source(big, name="mix/streamed")
+    results = s.results
+    assert [r.hash for r in results] == [b3(d) for d in files[:201]] + [b3(big.read_bytes())] + \
+        [b3(d) for d in files[201:]]
+    for i, data in enumerate(files):
+        assert node.get(f"mix/{i:03d}") == data
+    assert node.get("mix/streamed") == big.read_bytes()
+    # the shared 20 kB prefix was stored once: later copies added nothing
+    copies = [r for r, d in zip(results[:201], files[:201], strict=True) if d == common]
+    assert copies[0].new_chunks > 0 and all(r.new_bytes == 0 for r in copies[1:])
+    rep = node.verify()
+    assert rep.errors == [] and rep.files == len({*map(bytes, files), big.read_bytes()})
+
+
 def test_get_variants(shared: tuple[Node, dict[str, bytes]], tmp_path: Path) -> None:
     node, files = shared
     big = files["big"]
