@@ -3,6 +3,7 @@ never sees half a file and a failure leaves nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,28 @@ def _write_error(dest: str | Path, e: OSError) -> Exception:
     return StorageError(f"cannot write {dest}: {e.strerror or e}")
 
 
+@contextlib.contextmanager
+def _replacing(dest: str) -> Iterator[int]:
+    """A descriptor on a temp file beside `dest`, renamed over it if the block succeeds.
+
+    On any error the temp file is removed; OS errors become one-line Mosaic errors.
+    """
+    tmp = _temp_for(dest)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        os.rename(tmp, dest)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise _write_error(dest, e) from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
 def write_atomically(dest: Path, chunks: Iterator[bytes] | Callable[[int], int],
                      progress: Progress | None = None, folder_ready: bool = False) -> int:
     """Write to `dest` via a temp file in the same folder; nothing is left on error.
@@ -52,45 +75,22 @@ def write_atomically(dest: Path, chunks: Iterator[bytes] | Callable[[int], int],
         if dest.is_dir():
             raise UsageError(f"{dest} is a directory")
         dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_for(str(dest))
     n = 0
-    try:
-        with open(tmp, "wb") as f:
-            if callable(chunks):
-                n = chunks(f.fileno())
-            else:
-                for c in chunks:
-                    f.write(c)
-                    n += len(c)
-                    if progress:
-                        progress(len(c))
-        os.replace(tmp, dest)
-    except OSError as e:
-        _unlink_quietly(tmp)
-        raise _write_error(dest, e) from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    with _replacing(str(dest)) as fd:
+        if callable(chunks):
+            n = chunks(fd)
+        else:
+            for c in chunks:
+                n += write_all(fd, [c])
+                if progress:
+                    progress(len(c))
     return n
 
 
 def write_parts(dest: str, parts: list[bytes]) -> int:
     """`write_atomically` for content already in memory, in four system calls."""
-    tmp = _temp_for(dest)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            n = write_all(fd, parts)
-        finally:
-            os.close(fd)
-        os.rename(tmp, dest)
-    except OSError as e:
-        _unlink_quietly(tmp)
-        raise _write_error(dest, e) from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return n
+    with _replacing(dest) as fd:
+        return write_all(fd, parts)
 
 
 def _unlink_quietly(path: str) -> None:
