@@ -19,16 +19,22 @@ from .errors import CapacityError, HomeError, NotFoundError, StorageError, Usage
 from .home import Config, Home, HomeLock, check_name, default_home
 from .index import LOCAL, Index, Manifest
 from .ingest import Ingest, PendingPut, PutResult
-from .outfile import write_atomically
+from .outfile import make_folders, write_atomically
 from .packs import LocalPacks
 from .placement import BackendSpace
-from .restore import FileReader, read_range, read_verified, restore_into, restore_small_files
+from .restore import (
+    FileReader,
+    group_small_files,
+    read_range,
+    read_verified,
+    restore_into,
+    restore_small_files,
+)
 from .units import is_hash, parse_hash
 
 Progress = Callable[[int], None]
 log = logging.getLogger("mosaic")
 SMALL_RESTORE = 4 << 20  # files up to this size are restored in groups
-SMALL_GROUP_BYTES, SMALL_GROUP_FILES = 4 << 20, 256  # one worker task's share
 
 
 @dataclass(frozen=True)
@@ -245,17 +251,10 @@ class Node:
         for d in dests:  # only folders that were there before can hold a directory in the way
             if d.parent in existed and d.is_dir():
                 raise UsageError(f"{d} is a directory")
-        self._make_folders(folders - existed)
+        make_folders(folders - existed)
         small = [(m, str(d)) for m, d in zip(manifests, dests, strict=True) if m.size <= SMALL_RESTORE]
         large = [(m, d) for m, d in zip(manifests, dests, strict=True) if m.size > SMALL_RESTORE]
-        groups: list[list[tuple[Manifest, str]]] = [[]]
-        size = 0
-        for m, d in small:
-            if size >= SMALL_GROUP_BYTES or len(groups[-1]) >= SMALL_GROUP_FILES:
-                groups.append([])
-                size = 0
-            groups[-1].append((m, d))
-            size += m.size
+        groups = group_small_files(small)
         total = 0
         with ThreadPoolExecutor(2, thread_name_prefix="mosaic-restore") as pool:
             futs = [pool.submit(restore_small_files, self, g, progress) for g in groups if g]
@@ -279,19 +278,6 @@ class Node:
                     m = self.index.get_manifest(bytes.fromhex(ref.lower()), txn)
                 out.append(m if m is not None else self.resolve(ref))
         return out
-
-    @staticmethod
-    def _make_folders(folders: set[Path]) -> None:
-        """Create the folders (parents first), or say what stands in the way."""
-        for folder in sorted(folders):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except FileExistsError:
-                raise UsageError(f"{folder} (or a folder above it) exists and is not a folder") from None
-            except NotADirectoryError:
-                raise UsageError(f"a folder above {folder} exists and is not a folder") from None
-            except OSError as e:
-                raise StorageError(f"cannot create {folder}: {e.strerror or e}") from None
 
     def open_file(self, ref: str) -> io.BufferedReader:
         """A seekable binary read stream over a stored file (like `open(path, "rb")`)."""

@@ -93,6 +93,19 @@ def write_parts(dest: str, parts: list[bytes]) -> int:
         return write_all(fd, parts)
 
 
+def make_folders(folders: set[Path]) -> None:
+    """Create the folders (parents first), or say in one line what stands in the way."""
+    for folder in sorted(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(f"{folder} (or a folder above it) exists and is not a folder") from None
+        except NotADirectoryError:
+            raise UsageError(f"a folder above {folder} exists and is not a folder") from None
+        except OSError as e:
+            raise StorageError(f"cannot create {folder}: {e.strerror or e}") from None
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)

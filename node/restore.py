@@ -237,6 +237,22 @@ class FileReader(io.RawIOBase):
         return n
 
 
+SMALL_GROUP_BYTES, SMALL_GROUP_FILES = 4 << 20, 256  # one worker task's share
+
+
+def group_small_files(files: list[tuple[Manifest, str]]) -> list[list[tuple[Manifest, str]]]:
+    """Split small files into worker tasks of up to ~4 MiB or 256 files, in order."""
+    groups: list[list[tuple[Manifest, str]]] = []
+    size = SMALL_GROUP_BYTES
+    for m, d in files:
+        if size >= SMALL_GROUP_BYTES or len(groups[-1]) >= SMALL_GROUP_FILES:
+            groups.append([])
+            size = 0
+        groups[-1].append((m, d))
+        size += m.size
+    return groups
+
+
 def restore_small_files(node: Node, files: list[tuple[Manifest, str]],
                         progress: Progress | None = None) -> int:
     """Restore a group of small files, each checked and written whole (temp + rename).
