@@ -19,7 +19,7 @@ from .errors import CapacityError, HomeError, NotFoundError, StorageError, Usage
 from .home import Config, Home, HomeLock, check_name, default_home
 from .index import LOCAL, Index, Manifest
 from .ingest import Ingest, PendingPut, PutResult
-from .outfile import make_folders, write_atomically
+from .outfile import Progress, make_folders, write_atomically
 from .packs import LocalPacks
 from .placement import BackendSpace
 from .restore import (
@@ -32,7 +32,6 @@ from .restore import (
 )
 from .units import is_hash, parse_hash
 
-Progress = Callable[[int], None]
 log = logging.getLogger("mosaic")
 SMALL_RESTORE = 4 << 20  # files up to this size are restored in groups
 
@@ -257,7 +256,7 @@ class Node:
         groups = group_small_files(small)
         total = 0
         with ThreadPoolExecutor(2, thread_name_prefix="mosaic-restore") as pool:
-            futs = [pool.submit(restore_small_files, self, g, progress) for g in groups if g]
+            futs = [pool.submit(restore_small_files, self, g, progress) for g in groups]
             try:
                 for m, d in large:
                     total += self.get_to_path(m, d, progress, folder_ready=True)

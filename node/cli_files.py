@@ -122,14 +122,9 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
             out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
             return 0
         m = node.resolve(args.ref)
-        chunks = node.read(m.file_id.hex(), args.offset or 0, args.length)
         if args.dest in (None, "-"):
-            n = 0
-            w = sys.stdout.buffer
-            for c in chunks:
-                w.write(c)
-                n += len(c)
-            w.flush()
+            node.get(m.file_id.hex(), sys.stdout.buffer, args.offset or 0, args.length)
+            sys.stdout.buffer.flush()
             return 0
         dest = Path(args.dest)
         if dest.is_dir():
@@ -138,10 +133,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
                 Path(names[0]).name if names else m.file_id.hex())
             dest = dest / base
         bar = out.progress(m.size if args.length is None else args.length, "get")
-        if not args.offset and args.length is None:
-            n = node.get_to_path(m, dest, bar)
-        else:
-            n = write_atomically(dest, chunks, bar)
+        n = node.get(m.file_id.hex(), dest, args.offset or 0, args.length, bar)
         bar.finish()
         out.doc({"hash": m.file_id.hex(), "dest": str(dest), "bytes": n})
     return 0

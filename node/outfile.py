@@ -4,6 +4,7 @@ never sees half a file and a failure leaves nothing behind."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,9 +36,9 @@ def _temp_for(dest: str) -> str:
 
 
 def _write_error(dest: str | Path, e: OSError) -> Exception:
-    if e.errno == 28:
+    if e.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {dest}")
-    if e.errno == 21:
+    if e.errno == errno.EISDIR:
         return UsageError(f"{dest} is a directory")
     return StorageError(f"cannot write {dest}: {e.strerror or e}")
 

@@ -21,6 +21,8 @@ from .index import ChunkRecord, Manifest
 from .outfile import write_all, write_parts
 
 if TYPE_CHECKING:
+    import lmdb
+
     from .api import Node, Progress
 
 BATCH_BYTES = 2 << 20
@@ -29,15 +31,19 @@ MAX_INFLIGHT = 6
 Item = tuple[bytes, int, ChunkRecord]  # chunk_id, plain_len, record
 
 
-def chunk_records(node: Node, m: Manifest, start: int = 0, end: int | None = None) -> list[Item]:
-    """The chunk records for chunks [start, end) of a manifest, in one read txn."""
+def chunk_records(node: Node, m: Manifest, start: int = 0, end: int | None = None,
+                  txn: lmdb.Transaction | None = None) -> list[Item]:
+    """The chunk records for chunks [start, end) of a manifest, in one read txn
+    (the caller's, if given)."""
+    if txn is None:
+        with node.index.read() as own:
+            return chunk_records(node, m, start, end, own)
     items: list[Item] = []
-    with node.index.read() as txn:
-        for cid, n in m.chunks[start:end]:
-            r = node.index.get_chunk(cid, txn)
-            if r is None:
-                raise NotFoundError(f"chunk {cid.hex()[:16]} of file {m.file_id.hex()[:16]} is unknown to this node")
-            items.append((cid, n, r))
+    for cid, n in m.chunks[start:end]:
+        r = node.index.get_chunk(cid, txn)
+        if r is None:
+            raise NotFoundError(f"chunk {cid.hex()[:16]} of file {m.file_id.hex()[:16]} is unknown to this node")
+        items.append((cid, n, r))
     return items
 
 
@@ -265,12 +271,7 @@ def restore_small_files(node: Node, files: list[tuple[Manifest, str]],
     with node.index.read() as txn:
         for m, _ in files:
             start = len(items)
-            for cid, n in m.chunks:
-                r = node.index.get_chunk(cid, txn)
-                if r is None:
-                    raise NotFoundError(f"chunk {cid.hex()[:16]} of file {m.file_id.hex()[:16]} "
-                                        "is unknown to this node")
-                items.append((cid, n, r))
+            items += chunk_records(node, m, txn=txn)
             spans.append((start, len(items)))
     parts = decode_batch(node, items)
     total = 0
