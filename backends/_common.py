@@ -25,11 +25,6 @@ def check_range(offset: int, length: int | None) -> None:
         raise ValueError(f"negative length: {length}")
 
 
-def clip(data: bytes, offset: int, length: int | None) -> bytes:
-    """`data[offset:offset+length]` (to the end when length is None)."""
-    return data[offset:] if length is None else data[offset : offset + length]
-
-
 def temp_name(name: str) -> str:
     """A fresh hidden temp name in the same folder as `name`."""
     head, sep, _ = name.rpartition("/")

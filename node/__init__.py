@@ -1,6 +1,4 @@
-"""Mosaic's node: the engine, its CLI and its Python API (`from node import Node`)."""
+"""Mosaic's engine in layers: store < cloud < cluster < faces (api, cli).
 
-from .api import Node
-from .errors import MosaicError
-
-__all__ = ["MosaicError", "Node"]
+See docs/architecture.md. `from mosaic import Node` is the Python API.
+"""

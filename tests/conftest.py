@@ -79,9 +79,9 @@ def mosaic_env(**extra: str | None) -> dict[str, str]:
 def run_mosaic(args: Sequence[str | os.PathLike], *, input: bytes | None = None,
                env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
                timeout: float = CLI_TIMEOUT, preexec_fn=None) -> Result:  # noqa: ANN001
-    """Run `python -m node.cli ARGS` and capture everything."""
+    """Run `python -m mosaic ARGS` and capture everything."""
     argv = [str(a) for a in args]
-    p = subprocess.run([sys.executable, "-m", "node.cli", *argv], input=input,
+    p = subprocess.run([sys.executable, "-m", "mosaic", *argv], input=input,
                        stdin=None if input is not None else subprocess.DEVNULL,
                        capture_output=True, env=env or mosaic_env(), cwd=cwd, timeout=timeout,
                        preexec_fn=preexec_fn)

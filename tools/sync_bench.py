@@ -63,15 +63,14 @@ from pathlib import Path
 
 import lmdb
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mosaic import Node
+from mosaic.node.cluster.identity import Identity
+from mosaic.node.cluster.transport import AuthChallenge, AuthOk, AuthProof, encode_auth
+from mosaic.protocol.framing import encode_frame
+from mosaic.protocol.limits import PROTOCOL_VERSION
+from mosaic.protocol.messages import Hello, Summary, encode_message
 
-from node import Node  # noqa: E402
-from node.identity import Identity  # noqa: E402
-from node.transport import AuthChallenge, AuthOk, AuthProof, encode_auth  # noqa: E402
-from protocol.framing import encode_frame  # noqa: E402
-from protocol.limits import PROTOCOL_VERSION  # noqa: E402
-from protocol.messages import Hello, Summary, encode_message  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HOST = "127.0.0.1"
 TLS_APP_DATA = 23
@@ -93,7 +92,7 @@ def cli_env() -> dict[str, str]:
 
 def mosaic(home: Path, *args: str | os.PathLike, json_out: bool = False,
            timeout: float = 120) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "node.cli", "--home", str(home)]
+    argv = [sys.executable, "-m", "mosaic", "--home", str(home)]
     argv += ["--json"] if json_out else []
     argv += [str(a) for a in args]
     p = subprocess.run(argv, capture_output=True, env=cli_env(), cwd=REPO, timeout=timeout,
@@ -133,7 +132,7 @@ class Daemon:
         with open(self.log, "ab") as logf:
             t0 = time.monotonic()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "--home", str(self.home), "serve",
+                [sys.executable, "-m", "mosaic", "--home", str(self.home), "serve",
                  "--listen", f"{HOST}:{self.port}"], stdin=subprocess.DEVNULL, stdout=logf,
                 stderr=logf, env=cli_env(), cwd=REPO, start_new_session=True)
         proc = self.proc
@@ -476,7 +475,7 @@ def run(work: Path, n_files: int, big_mib: int, seed: int, a_timeout: float,
             res[f"{label}_s2c_tcp_bytes"] = after["s2c_total"] - before["s2c_total"]
             res[f"{label}_s2c_app_plaintext_bytes"] = after["s2c_app_plain"] - before["s2c_app_plain"]
             res[f"{label}_c2s_tcp_bytes"] = after["c2s_total"] - before["c2s_total"]
-            got = subprocess.run([sys.executable, "-m", "node.cli", "--home", str(home_b), "get",
+            got = subprocess.run([sys.executable, "-m", "mosaic", "--home", str(home_b), "get",
                                   name, "-"], capture_output=True, env=cli_env(), cwd=REPO,
                                  timeout=120).stdout
             if got != blob:

@@ -23,11 +23,11 @@ from typing import Any
 import boto3
 import pytest
 
-from backends import Backend
-from backends.dir import DirBackend
-from backends.rclone import RcloneBackend
-from backends.s3 import S3Backend
-from backends.webdav import WebDAVBackend
+from mosaic.backends import Backend
+from mosaic.backends.dir import DirBackend
+from mosaic.backends.rclone import RcloneBackend
+from mosaic.backends.s3 import S3Backend
+from mosaic.backends.webdav import WebDAVBackend
 
 from . import _servers
 

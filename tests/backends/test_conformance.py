@@ -7,7 +7,7 @@ import os
 import pytest
 import trio
 
-from backends import Backend, InvalidName, NotFound, ObjectInfo, TransientError
+from mosaic.backends import Backend, InvalidName, NotFound, ObjectInfo, TransientError
 
 from .conftest import Harness
 

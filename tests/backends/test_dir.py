@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import backends.dir as dirmod
-from backends import NotFound, PermanentError, QuotaExceeded, TransientError
-from backends.dir import DirBackend
+from mosaic.backends import NotFound, PermanentError, QuotaExceeded, TransientError
+from mosaic.backends.dir import DirBackend
 
 
 def raw_files(root: Path) -> list[str]:

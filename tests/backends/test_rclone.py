@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import PermanentError
-from backends.rclone import RcloneBackend
+from mosaic.backends import PermanentError
+from mosaic.backends.rclone import RcloneBackend
 
 
 def make(tmp_path: Path, rclone_bin: str, **kw: object) -> RcloneBackend:

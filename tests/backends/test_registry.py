@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from backends import KINDS, ConfigError, RetryingBackend, open_backend
-from backends.dir import DirBackend
-from backends.rclone import RcloneBackend
-from backends.s3 import S3Backend
-from backends.webdav import WebDAVBackend
+from mosaic.backends import KINDS, ConfigError, RetryingBackend, open_backend
+from mosaic.backends.dir import DirBackend
+from mosaic.backends.rclone import RcloneBackend
+from mosaic.backends.s3 import S3Backend
+from mosaic.backends.webdav import WebDAVBackend
 
 
 def test_kinds() -> None:

@@ -8,7 +8,7 @@ from collections import deque
 import pytest
 import trio
 
-from backends import (
+from mosaic.backends import (
     Backend,
     NotFound,
     ObjectInfo,
@@ -149,7 +149,7 @@ def test_attempts_must_be_positive() -> None:
 async def test_private_error_subclasses_count_under_public_kinds(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    from backends._http import NoReply
+    from mosaic.backends._http import NoReply
 
     inner = Scripted(NoReply("cut"), QuotaExceeded("full"))
     b = RetryingBackend(inner, attempts=3)

@@ -8,8 +8,8 @@ import traceback
 import botocore.exceptions as bexc
 import pytest
 
-from backends import NotFound, PermanentError, QuotaExceeded, TransientError
-from backends.s3 import S3Backend
+from mosaic.backends import NotFound, PermanentError, QuotaExceeded, TransientError
+from mosaic.backends.s3 import S3Backend
 
 from . import _servers
 from .conftest import REGION, S3Env

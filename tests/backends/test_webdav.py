@@ -8,9 +8,9 @@ import httpx
 import pytest
 import trio
 
-from backends import NotFound, PermanentError, QuotaExceeded, TransientError
-from backends._http import read_range, status_error
-from backends.webdav import WebDAVBackend
+from mosaic.backends import NotFound, PermanentError, QuotaExceeded, TransientError
+from mosaic.backends._http import read_range, status_error
+from mosaic.backends.webdav import WebDAVBackend
 
 from . import _servers
 from .conftest import WebDAVEnv

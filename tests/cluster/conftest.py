@@ -176,7 +176,7 @@ class MosaicNode:
         t0 = time.monotonic()
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "--home", str(self.home), "serve",
+                [sys.executable, "-m", "mosaic", "--home", str(self.home), "serve",
                  "--listen", self.addr],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=cli_env(), cwd=REPO,
                 start_new_session=True)

@@ -25,12 +25,12 @@ import trio
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from node.identity import Identity
-from node.transport import ConnectionClosed, PeerConnection, connect
-from protocol.errors import BadMessage, ProtocolError
-from protocol.framing import encode_frame
-from protocol.limits import MAX_FRAME_SIZE, PROTOCOL_VERSION
-from protocol.messages import Hello, Summary, decode_message
+from mosaic.node.cluster.identity import Identity
+from mosaic.node.cluster.transport import ConnectionClosed, PeerConnection, connect
+from mosaic.protocol.errors import BadMessage, ProtocolError
+from mosaic.protocol.framing import encode_frame
+from mosaic.protocol.limits import MAX_FRAME_SIZE, PROTOCOL_VERSION
+from mosaic.protocol.messages import Hello, Summary, decode_message
 
 from .conftest import HOST, Cluster, MosaicNode, parallel, wait_until
 

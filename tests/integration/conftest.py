@@ -281,7 +281,7 @@ def put_hashes(r: Result) -> dict[str, str]:
 
 def mosaic_argv(home: Path, *args: str) -> list[str]:
     """argv for running the CLI directly (for Popen, when a test needs the process)."""
-    return [sys.executable, "-m", "node.cli", "--home", str(home), *args]
+    return [sys.executable, "-m", "mosaic", "--home", str(home), *args]
 
 
 class Deadline:

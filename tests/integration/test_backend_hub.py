@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from node import Node as ApiNode
+from mosaic import Node as ApiNode
 
 from .conftest import Node
 

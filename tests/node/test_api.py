@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node import MosaicError, Node
-from node.errors import BusyError, HomeError, KeyFileError, NotFoundError, UsageError
+from mosaic import MosaicError, Node
+from mosaic.node.errors import BusyError, HomeError, KeyFileError, NotFoundError, UsageError
 from tests.conftest import PASSPHRASE, SMALL_CHUNKS, Cli, assert_one_line_error, mosaic_env
 
 SMALL = dict(chunk_min=1024, chunk_avg=4096, chunk_max=16384)
@@ -80,7 +80,7 @@ def test_init_and_open(tmp_path: Path) -> None:
         Node.open(home)  # MOSAIC_PASSPHRASE is the test passphrase, not this node's
     with pytest.raises(HomeError):
         Node.open(tmp_path / "nowhere")
-    with pytest.raises(HomeError):
+    with pytest.raises(UsageError):  # exit code 2, not 6 ("home missing")
         Node.init(home, passphrase="again")
     with pytest.raises(UsageError):
         Node.init(tmp_path / "other")  # neither a passphrase nor no_passphrase
@@ -336,7 +336,7 @@ def test_two_puts_at_once(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     cli.ok("init", "--no-passphrase", *SMALL_CHUNKS, "--pack-size", "256KiB")
     trees = {name: _tree(tmp_path / name, seed, 40) for seed, name in enumerate(["t1", "t2"])}
-    procs = [subprocess.Popen([sys.executable, "-m", "node.cli", "--home", str(cli.home), "put",
+    procs = [subprocess.Popen([sys.executable, "-m", "mosaic", "--home", str(cli.home), "put",
                                "-r", name], cwd=tmp_path, env=mosaic_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for name in trees]
@@ -365,7 +365,7 @@ def test_gc_waits_for_writers(node: Node) -> None:
         assert_one_line_error(cli("gc"), 7)
     assert node.get("busy") == b"in flight"
     cli.ok("gc")
-    from node.home import HomeLock
+    from mosaic.node.store.home import HomeLock
     with HomeLock(node.home, exclusive=True), pytest.raises(BusyError):
         node.put(b"blocked")
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from node.chunker import ChunkParams, chunk_buffer, chunk_stream
-from node.errors import UsageError
+from mosaic.node.errors import UsageError
+from mosaic.node.store.chunker import ChunkParams, chunk_buffer, chunk_stream
 
 SMALL = dict(min_size=1024, avg_size=4096, max_size=16384)
 COMMON = settings(max_examples=40, deadline=None,
@@ -113,6 +113,7 @@ def test_small_inputs(data: bytes, p: ChunkParams) -> None:
 
 
 @COMMON
+@example(seed=2333, size=383571, where=0.5927982031731935, ins=b"\x00", gear_seed=2271)
 @given(seed=st.integers(0, 2**32), size=st.integers(300_000, 600_000),
        where=st.floats(0.3, 0.7), ins=st.binary(min_size=1, max_size=16),
        gear_seed=st.integers(0, (1 << 63) - 1))
@@ -127,10 +128,11 @@ def test_insertion_only_moves_nearby_boundaries(seed: int, size: int, where: flo
     assert b"".join(cb) == b
     margin = 4 * p.max_size  # resync happens within a few chunks (measured: < 13 KiB)
 
-    # every chunk that ends before the edit is unchanged, in place
+    # every chunk that ends before the edit is unchanged, in place (a chunk that ends
+    # exactly at the edit may move: FastCDC's cut test reads the byte at the cut)
     before, off = [], 0
     for c in ca:
-        if off + len(c) > pos:
+        if off + len(c) >= pos:
             break
         before.append(c)
         off += len(c)
@@ -204,9 +206,9 @@ def test_invalid_sizes_are_rejected(sizes: tuple[int, int, int]) -> None:
 
 
 def test_init_wants_an_even_minimum(tmp_path) -> None:  # noqa: ANN001
-    from node import Node
-    from node.errors import UsageError
+    from mosaic import Node
+    from mosaic.node.errors import UsageError
     with pytest.raises(UsageError, match="even"):
         Node.init(tmp_path / "h", no_passphrase=True, chunk_min=1025, chunk_avg=4096, chunk_max=16384)
     with Node.init(tmp_path / "h2", no_passphrase=True, chunk_avg=4098) as n:
-        assert n.chunk_params.min_size % 2 == 0
+        assert n.store.chunk_params.min_size % 2 == 0

@@ -69,8 +69,8 @@ def test_init_with_passphrase(cli: Cli) -> None:
     assert "passphrase" in assert_one_line_error(cli("ls", env=mosaic_env(MOSAIC_PASSPHRASE="nope")), 4)
     assert_one_line_error(cli("ls", env=mosaic_env(MOSAIC_PASSPHRASE=None)), 4)
     # a second init refuses
-    assert_one_line_error(cli("init"), 6)
-    assert_one_line_error(cli("init", "--no-passphrase"), 6)
+    assert_one_line_error(cli("init"), 2)  # usage: the README says 6 is "home missing"
+    assert_one_line_error(cli("init", "--no-passphrase"), 2)  # usage: the README says 6 is "home missing"
 
 
 def test_init_without_passphrase(cli: Cli) -> None:
@@ -105,7 +105,7 @@ def test_init_rejects_bad_sizes(cli: Cli, args: tuple[str, ...]) -> None:
 def test_init_in_a_non_empty_folder_refuses(cli: Cli) -> None:
     cli.home.mkdir()
     (cli.home / "precious.txt").write_text("do not touch")
-    assert_one_line_error(cli("init", "--no-passphrase"), 6)
+    assert_one_line_error(cli("init", "--no-passphrase"), 2)
     assert sorted(p.name for p in cli.home.iterdir()) == ["precious.txt"]
 
 
@@ -538,7 +538,7 @@ def test_every_command_prints_json(cli: Cli, tmp_path: Path) -> None:
     j("key", "export", "-o", tmp_path / "k.json")
     # errors in --json mode: a JSON document on stdout, the one line on stderr
     for args, code in [(("get", b3(b"unknown"), "-"), 1), (("exists", "zz"), 2),
-                       (("cat", "no/such/name"), 1), (("init",), 6)]:
+                       (("cat", "no/such/name"), 1), (("init",), 2)]:
         r = cli(*args, json=True)
         assert_one_line_error(r, code)
         doc = json.loads(r.out)

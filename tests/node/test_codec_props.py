@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from node import codec
-from node.errors import IntegrityError, StorageError
-from node.home import Home
-from node.packs import (
+from mosaic.node.errors import IntegrityError, StorageError
+from mosaic.node.store import codec
+from mosaic.node.store.home import Home
+from mosaic.node.store.packs import (
     MAGIC,
     PackEntry,
     PackWriter,
@@ -296,9 +296,9 @@ def test_pack_writer_that_cannot_start_leaves_nothing(tmp_path: Path) -> None:
     code = textwrap.dedent("""
         import os, resource, sys
         from pathlib import Path
-        from node.errors import StorageError
-        from node.home import Home
-        from node.packs import PackWriter
+        from mosaic.node.errors import StorageError
+        from mosaic.node.store.home import Home
+        from mosaic.node.store.packs import PackWriter
         h = Home(Path(sys.argv[1]))
         h.create_dirs()
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))

@@ -50,7 +50,7 @@ def _write_round(work: Path, i: int, base: bytearray, rng: random.Random) -> dic
 
 
 def _put_cmd(cli: Cli, i: int) -> list[str]:
-    return [sys.executable, "-m", "node.cli", "--home", str(cli.home), "put", "-r", f"r{i}"]
+    return [sys.executable, "-m", "mosaic", "--home", str(cli.home), "put", "-r", f"r{i}"]
 
 
 def _check_put_output(out: str, hashes: dict[str, str]) -> None:

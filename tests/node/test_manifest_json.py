@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.manifest_json import (
+from mosaic.protocol.manifest_json import (
     MAX_INT,
     Dump,
     DumpFile,

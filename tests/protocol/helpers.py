@@ -12,11 +12,11 @@ from collections import deque
 
 from blake3 import blake3
 
-from protocol.framing import FrameDecoder, encode_frame
-from protocol.memstore import MemoryStore
-from protocol.messages import Message, decode_message, encode_message
-from protocol.records import ChunkLocation, ManifestRecord
-from protocol.sync import SyncSession
+from mosaic.protocol.framing import FrameDecoder, encode_frame
+from mosaic.protocol.memstore import MemoryStore
+from mosaic.protocol.messages import Message, decode_message, encode_message
+from mosaic.protocol.records import ChunkLocation, ManifestRecord
+from mosaic.protocol.sync import SyncSession
 
 T0 = 1_700_000_000_000  # a fixed wall clock (ms) for name writes
 

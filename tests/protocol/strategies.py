@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from protocol.limits import MAX_UINT
-from protocol.messages import (
+from mosaic.protocol.limits import MAX_UINT
+from mosaic.protocol.messages import (
     Bye,
     ChunkData,
     ChunkMissing,
@@ -17,7 +17,7 @@ from protocol.messages import (
     Summary,
     WantChunks,
 )
-from protocol.records import (
+from mosaic.protocol.records import (
     ChunkLocation,
     LogEntry,
     ManifestRecord,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import FrameTooLarge, MalformedFrame, ProtocolError
-from protocol.framing import FrameDecoder, encode_frame
+from mosaic.protocol.errors import FrameTooLarge, MalformedFrame, ProtocolError
+from mosaic.protocol.framing import FrameDecoder, encode_frame
 
 
 def test_encode_layout() -> None:

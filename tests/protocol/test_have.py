@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from protocol.errors import BadMessage
-from protocol.messages import Records, decode_message, encode_message
-from protocol.records import HaveRecord, LogEntry, entry_from_wire, entry_to_wire
+from mosaic.protocol.errors import BadMessage
+from mosaic.protocol.messages import Records, decode_message, encode_message
+from mosaic.protocol.records import HaveRecord, LogEntry, entry_from_wire, entry_to_wire
 
 FID = bytes(range(32))
 ORIGIN = bytes(32)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import hlc
+from mosaic.protocol import hlc
 
 ms = st.integers(min_value=0, max_value=1 << 46)
 stamps = st.builds(hlc.make, ms, st.integers(0, 0xFFFF))

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import BadMessage, FrameTooLarge, MalformedFrame, ProtocolError
-from protocol.framing import FrameDecoder, encode_frame
-from protocol.memstore import MemoryStore
-from protocol.messages import Hello, Message, Summary, decode_message, encode_message
-from protocol.sync import SyncSession
+from mosaic.protocol.errors import BadMessage, FrameTooLarge, MalformedFrame, ProtocolError
+from mosaic.protocol.framing import FrameDecoder, encode_frame
+from mosaic.protocol.memstore import MemoryStore
+from mosaic.protocol.messages import Hello, Message, Summary, decode_message, encode_message
+from mosaic.protocol.sync import SyncSession
 
 from .helpers import nid
 from .strategies import messages
@@ -144,8 +144,8 @@ def test_oversize_frames_are_refused_at_the_header(size: int, body: bytes) -> No
 
 def test_a_valid_records_page_does_reach_the_store() -> None:
     """Control for the tests above: the pump does apply genuine records."""
-    from protocol.messages import Records
-    from protocol.records import LogEntry
+    from mosaic.protocol.messages import Records
+    from mosaic.protocol.records import LogEntry
 
     from .helpers import make_manifest
 

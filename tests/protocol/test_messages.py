@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import BadMessage
-from protocol.limits import HELLO_MAGIC, MAX_BLOB_LEN, MAX_CHUNKS, MAX_UINT, MAX_WANT
-from protocol.messages import (
+from mosaic.protocol.errors import BadMessage
+from mosaic.protocol.limits import HELLO_MAGIC, MAX_BLOB_LEN, MAX_CHUNKS, MAX_UINT, MAX_WANT
+from mosaic.protocol.messages import (
     Bye,
     ChunkData,
     Hello,
@@ -23,7 +23,7 @@ from protocol.messages import (
     decode_message,
     encode_message,
 )
-from protocol.records import (
+from mosaic.protocol.records import (
     ChunkLocation,
     LogEntry,
     ManifestRecord,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import BadMessage
-from protocol.names import (
+from mosaic.protocol.errors import BadMessage
+from mosaic.protocol.names import (
     NameState,
     conflict_name,
     decode_name_state,
@@ -17,7 +17,7 @@ from protocol.names import (
     merge_name,
     new_write,
 )
-from protocol.records import NameRecord, Version, VersionRef
+from mosaic.protocol.records import NameRecord, Version, VersionRef
 
 from .helpers import T0, nid
 

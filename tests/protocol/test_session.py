@@ -6,16 +6,16 @@ import random
 
 import pytest
 
-from protocol.errors import (
+from mosaic.protocol.errors import (
     BadMessage,
     LocalProtocolError,
     PeerMismatch,
     UnexpectedMessage,
     VersionMismatch,
 )
-from protocol.limits import MAX_WANT
-from protocol.memstore import MemoryStore
-from protocol.messages import (
+from mosaic.protocol.limits import MAX_WANT
+from mosaic.protocol.memstore import MemoryStore
+from mosaic.protocol.messages import (
     Bye,
     ChunkData,
     ChunkMissing,
@@ -27,8 +27,8 @@ from protocol.messages import (
     Summary,
     WantChunks,
 )
-from protocol.records import LogEntry
-from protocol.sync import MAX_PENDING_REQUESTS, SessionState, SyncSession
+from mosaic.protocol.records import LogEntry
+from mosaic.protocol.sync import MAX_PENDING_REQUESTS, SessionState, SyncSession
 
 from .helpers import make_manifest, nid
 

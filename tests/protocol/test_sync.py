@@ -8,8 +8,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.messages import Records
-from protocol.sync import SessionState
+from mosaic.protocol.messages import Records
+from mosaic.protocol.sync import SessionState
 
 from .helpers import T0, Link, Node, nid, run
 

@@ -11,11 +11,16 @@ from functools import partial
 import pytest
 import trio
 
-from node.identity import Identity
-from node.transport import ConnectionClosed, PeerConnection, client_ssl_context, serve
-from protocol.framing import FrameDecoder
-from protocol.limits import PROTOCOL_VERSION
-from protocol.messages import Bye, Hello, Ping, Pong
+from mosaic.node.cluster.identity import Identity
+from mosaic.node.cluster.transport import (
+    ConnectionClosed,
+    PeerConnection,
+    client_ssl_context,
+    serve,
+)
+from mosaic.protocol.framing import FrameDecoder
+from mosaic.protocol.limits import PROTOCOL_VERSION
+from mosaic.protocol.messages import Bye, Hello, Ping, Pong
 
 HOST = "127.0.0.1"
 LOGGER = "mosaic.transport"

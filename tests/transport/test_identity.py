@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from node.errors import KeyFileError, UsageError
-from node.identity import (
+from mosaic.node.cluster.identity import (
     CERT_FILE,
     KEY_FILE,
     Identity,
@@ -27,6 +26,7 @@ from node.identity import (
     format_node_id,
     parse_node_id,
 )
+from mosaic.node.errors import KeyFileError, UsageError
 
 ID_TEXT_RE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){7}")
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from node.identity import Identity, node_id_from_cert
-from node.transport import (
+from mosaic.node.cluster.identity import Identity, node_id_from_cert
+from mosaic.node.cluster.transport import (
     AUTH_MAX_FRAME,
     AuthChallenge,
     AuthError,
@@ -39,16 +39,16 @@ from node.transport import (
     encode_auth,
     verify_proof,
 )
-from protocol.errors import (
+from mosaic.protocol.errors import (
     BadMessage,
     FrameTooLarge,
     LocalProtocolError,
     MalformedFrame,
     PeerMismatch,
 )
-from protocol.framing import encode_frame
-from protocol.limits import PROTOCOL_VERSION
-from protocol.messages import Bye, Hello, Ping, Pong, Summary, decode_message, encode_message
+from mosaic.protocol.framing import encode_frame
+from mosaic.protocol.limits import PROTOCOL_VERSION
+from mosaic.protocol.messages import Bye, Hello, Ping, Pong, Summary, decode_message, encode_message
 
 from .helpers import (
     HOST,
@@ -168,7 +168,7 @@ async def test_wrong_pin_fails_before_any_message(ids: dict[str, Identity],
 async def test_challenge_naming_another_server_is_refused(ids: dict[str, Identity]) -> None:
     """A server that relays someone else's challenge cannot get a usable proof."""
     server_id = ids["server"]
-    from node.transport import _frame, _server_context
+    from mosaic.node.cluster.transport import _frame, _server_context
 
     async def evil(tcp: trio.SocketStream) -> None:
         stream = trio.SSLStream(tcp, _server_context(server_id), server_side=True)

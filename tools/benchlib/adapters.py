@@ -169,7 +169,7 @@ def check_mosaic(ctx: Context) -> None:
     """Fail early, with a clear message, if the Mosaic CLI cannot run."""
     env = mosaic_env(ctx)
     hint = ("Install the checkout (pip install -e /work/main), pass --mosaic-bin "
-            "'python -m node.cli', or use --no-mosaic to measure the peers only.")
+            "'python -m mosaic', or use --no-mosaic to measure the peers only.")
     try:
         p = subprocess.run([*ctx.mosaic_cmd, "--help"], capture_output=True, text=True,
                            env=env, timeout=120)

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None,
     ap.add_argument("--peers", default="restic,borg", help="comma list; '' for none")
     ap.add_argument("--no-mosaic", action="store_true", help="measure the peers only")
     ap.add_argument("--mosaic-bin", default="mosaic",
-                    help="Mosaic command, split like a shell would: 'python -m node.cli'")
+                    help="Mosaic command, split like a shell would: 'python -m mosaic'")
     ap.add_argument("--mosaic-passphrase", default=None,
                     help="init the node with MOSAIC_PASSPHRASE set (default: --no-passphrase)")
     ap.add_argument("--json", type=Path, help="write all figures as JSON here")

@@ -37,7 +37,7 @@ def make_context(args: argparse.Namespace) -> Context:
 
 
 def mosaic_env(ctx: Context) -> dict[str, str]:
-    """Environment for Mosaic: the checkout first on PYTHONPATH (for ``python -m node.cli``)."""
+    """Environment for Mosaic: the checkout first on PYTHONPATH (for ``python -m mosaic``)."""
     env = dict(ctx.env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     if ctx.mosaic_passphrase is not None:

@@ -1,0 +1,482 @@
+"""CLI verbs on the node: init, key, gc, cache, backend, info."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from ..api import Node
+from ..errors import NotFoundError, StorageError, UsageError
+from ..store.home import BackendConfig
+from ..units import format_size, parse_size
+from .files import home_of, open_node
+from .output import Output
+
+
+def cmd_init(args: argparse.Namespace, out: Output) -> int:
+    """mosaic init [--no-passphrase] [--key-file FILE] [chunk/pack/cache sizes]"""
+    from .main import ask_passphrase
+    pw = None if args.no_passphrase else ask_passphrase(confirm=True)
+    if not args.no_passphrase and not pw:
+        raise UsageError("no passphrase: set MOSAIC_PASSPHRASE, run on a terminal, or use --no-passphrase")
+    kf_pw = None
+    if args.key_file:
+        from ..store import keys as keymod
+        doc = keymod.read_key_file(Path(args.key_file))
+        if keymod.is_sealed(doc):
+            import os
+            kf_pw = (os.environ.get("MOSAIC_KEY_FILE_PASSPHRASE") or os.environ.get("MOSAIC_PASSPHRASE")
+                     or pw)
+            if kf_pw is None:
+                raise UsageError("the key file is sealed: set MOSAIC_KEY_FILE_PASSPHRASE or MOSAIC_PASSPHRASE")
+    node = Node.init(args.home, passphrase=pw, no_passphrase=args.no_passphrase,
+                     key_file=args.key_file, key_file_passphrase=kf_pw,
+                     chunk_min=_size(args.chunk_min), chunk_avg=_size(args.chunk_avg),
+                     chunk_max=_size(args.chunk_max), pack_size=_size(args.pack_size),
+                     cache_capacity=_size(args.cache_capacity))
+    with node:
+        c = node.config
+        out.line(f"initialised node at {node.home.root} (key id {node.keys.key_id})")
+        out.doc({"home": str(node.home.root), "key_id": node.keys.key_id,
+                 "chunking": {"min": c.chunk_min, "avg": c.chunk_avg, "max": c.chunk_max},
+                 "pack_size": c.pack_size, "sealed": not args.no_passphrase})
+    return 0
+
+
+def _size(v: str | None) -> int | None:
+    return parse_size(v) if v is not None else None
+
+
+def cmd_key_export(args: argparse.Namespace, out: Output) -> int:
+    """mosaic key export -o FILE: the key file a second node joins with."""
+    from ..store import keys as keymod
+    h = home_of(args)
+    doc = keymod.read_key_file(h.key_path)
+    dest = Path(args.output)
+    if dest.exists():
+        raise UsageError(f"{dest} exists; not overwriting a key file")
+    keymod.write_key_file(dest, doc)
+    out.line(f"key exported to {dest} ({'sealed under the node passphrase' if doc.get('sealed') else 'UNSEALED: keep it secret'})")
+    out.doc({"file": str(dest), "key_id": doc.get("key_id"), "sealed": bool(doc.get("sealed"))})
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace, out: Output) -> int:
+    """mosaic gc [--dry-run]"""
+    from ..cloud.gc import gc
+    with open_node(args) as node:
+        rep = gc(node.cloud, dry_run=args.dry_run)
+        if not args.dry_run:
+            node.save_index_copy()
+    verb = "would remove" if rep.dry_run else "removed"
+    out.line(f"{verb} {rep.dead_chunks} unreferenced chunks ({format_size(rep.dead_bytes)}); "
+             f"packs deleted {rep.packs_deleted}, repacked {rep.packs_repacked}; "
+             f"{format_size(rep.bytes_freed)} freed")
+    out.doc(rep.__dict__)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace, out: Output) -> int:
+    """mosaic cache [trim [--to SIZE]]"""
+    from ..cloud.cache import cache_info, trim
+    with open_node(args) as node:
+        if args.action == "trim":
+            n, freed = trim(node.cloud, _size(args.to))
+            out.line(f"evicted {n} packs, {format_size(freed)}")
+        info = cache_info(node.cloud)
+    out.line(f"capacity {format_size(info.capacity)}, used {format_size(info.used)} "
+             f"({info.usage_ratio:.1%}) in {info.local_packs} packs; "
+             f"{format_size(info.evictable_bytes)} safely stored elsewhere")
+    out.doc({"capacity": info.capacity, "used": info.used, "usage_ratio": info.usage_ratio,
+             "local_packs": info.local_packs, "evictable_bytes": info.evictable_bytes})
+    return 0
+
+
+def _backend_secrets(kind: str, args: argparse.Namespace) -> dict[str, str]:
+    """Credentials for a new backend, from the environment or a prompt (never from argv)."""
+    import getpass
+    import os
+    import sys
+
+    def ask(env: str, prompt: str) -> str | None:
+        v = os.environ.get(env)
+        if v is None and sys.stdin.isatty():
+            v = getpass.getpass(prompt) or None
+        return v
+
+    if kind == "s3":
+        out = {}
+        for env, key, prompt in (("AWS_ACCESS_KEY_ID", "access_key", "Access key ID: "),
+                                 ("AWS_SECRET_ACCESS_KEY", "secret_key", "Secret access key: ")):
+            v = ask(env, prompt)
+            if v:
+                out[key] = v
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            out["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+        return out
+    if kind == "webdav":
+        pw = ask("MOSAIC_WEBDAV_PASSWORD", "WebDAV password: ")
+        return {"password": pw} if pw else {}
+    return {}
+
+
+def _backend_options(kind: str, args: argparse.Namespace) -> dict:
+    opts: dict = {}
+    if kind == "dir":
+        if not args.target:
+            raise UsageError("backend add dir NAME PATH")
+        path = Path(args.target).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        opts["path"] = str(path)
+    elif kind == "s3":
+        if not args.bucket:
+            raise UsageError("backend add s3 NAME --bucket B [--endpoint URL] [--region R] [--prefix P]")
+        opts["bucket"] = args.bucket
+        for k in ("endpoint", "region", "prefix"):
+            if getattr(args, k):
+                opts[k] = getattr(args, k)
+    elif kind == "webdav":
+        if not args.target:
+            raise UsageError("backend add webdav NAME URL [--username U]")
+        opts["url"] = args.target
+        if args.username:
+            opts["username"] = args.username
+        if args.prefix:
+            opts["prefix"] = args.prefix
+    elif kind == "rclone":
+        if not args.target:
+            raise UsageError("backend add rclone NAME REMOTE:PATH [--rclone-config FILE]")
+        opts["remote"] = args.target
+        if args.rclone_config:
+            opts["config_path"] = str(Path(args.rclone_config).expanduser().resolve())
+    if args.quota:
+        opts["quota"] = parse_size(args.quota)
+    return opts
+
+
+def _check_backend(kind: str, name: str, opts: dict, secrets: dict) -> None:
+    """Reach the backend once (list its packs) before recording it."""
+    import trio
+
+    from mosaic.backends import open_backend
+    from mosaic.backends.errors import BackendError
+
+    async def probe() -> None:
+        with trio.fail_after(60):
+            b = open_backend(kind, name, opts, secrets)
+            try:
+                await b.list("packs/")
+            finally:
+                await b.close()
+
+    try:
+        trio.run(probe)
+    except BackendError as e:
+        raise StorageError(f"cannot reach backend {name}: {e} (use --no-check to add it anyway)") from None
+    except trio.TooSlowError:
+        raise StorageError(f"backend {name} did not answer within 60 s") from None
+
+
+def cmd_backend(args: argparse.Namespace, out: Output) -> int:
+    """mosaic backend add KIND NAME ... | ls | rm NAME | drain NAME"""
+    h = home_of(args)
+    cfg = h.read_config()
+    if args.action == "add":
+        import re
+        if not re.match(r"^[A-Za-z0-9_.\-]{1,64}$", args.name) or args.name.startswith("@"):
+            raise UsageError("backend names are 1-64 letters, digits, '.', '_' or '-'")
+        if any(b.name == args.name for b in cfg.backends):
+            raise UsageError(f"a backend named {args.name} exists")
+        opts = _backend_options(args.kind, args)
+        secrets = _backend_secrets(args.kind, args)
+        if not args.no_check:
+            _check_backend(args.kind, args.name, opts, secrets)
+        with open_node(args) as node:
+            if secrets:
+                from ..cloud.credentials import load_secrets, save_secrets
+                allsec = load_secrets(node.home, node.keys)
+                allsec[args.name] = secrets
+                save_secrets(node.home, node.keys, allsec)
+        cfg = replace(cfg, backends=(*cfg.backends, BackendConfig(args.name, args.kind, opts)))
+        h.write_config(cfg)
+        out.line(f"added {args.kind} backend {args.name}")
+        out.doc({"added": args.name, "kind": args.kind, "options": opts,
+                 "secrets": sorted(secrets)})
+        return 0
+    if args.action in ("rm", "drain"):
+        if not any(b.name == args.name for b in cfg.backends):
+            raise NotFoundError(f"no backend named {args.name}")
+        if args.action == "drain":
+            from ..cloud.repair import drain
+            with open_node(args) as node:
+                moved, deleted, errors = drain(node.cloud, args.name)
+                node.save_index_copy()
+            for e in errors:
+                out.info(f"mosaic: drain: {e}")
+            out.line(f"drained {args.name}: {moved} copies made elsewhere, {deleted} objects removed"
+                     + ("" if not errors else f"; {len(errors)} problems, not finished"))
+            out.doc({"backend": args.name, "copied": moved, "deleted": deleted, "errors": errors})
+            return 0 if not errors else 5
+        with open_node(args) as node:
+            with node.index.read() as txn:
+                held = sum(1 for _, r in node.index.iter_packs(txn) if args.name in r.locations)
+        if held and not args.force:
+            raise UsageError(f"{args.name} still holds {held} packs: run `mosaic backend drain "
+                             f"{args.name}` first (or --force to forget them)")
+        h.write_config(replace(cfg, backends=tuple(b for b in cfg.backends if b.name != args.name)))
+        out.line(f"removed backend {args.name}")
+        out.doc({"removed": args.name})
+        return 0
+    rows = _backend_rows(args, cfg)
+    for r in rows:
+        q = format_size(r["quota"]) if r["quota"] else "unlimited"
+        out.line(f"{r['name']:12} {r['kind']:7} used {format_size(r['used']):>10} / {q:<10} "
+                 f"packs {r['packs']:>6}  pending {r['pending']:>4}  errors(24h) {r['errors_24h']:>3}  "
+                 f"{r['health']}")
+    out.doc(rows)
+    return 0
+
+
+def _backend_rows(args: argparse.Namespace, cfg) -> list[dict]:  # noqa: ANN001
+    import time
+    with open_node(args) as node:
+        spaces = node.backend_spaces()
+        since = time.time_ns() - 24 * 3600 * 10**9
+        with node.index.read() as txn:
+            packs = {b.name: 0 for b in cfg.backends}
+            for _, r in node.index.iter_packs(txn):
+                for b in r.locations:
+                    if b in packs:
+                        packs[b] += 1
+            pending = {b.name: 0 for b in cfg.backends}
+            for _, b in node.index.iter_uploads(txn):
+                if b in pending:
+                    pending[b] += 1
+            errs: dict[str, int] = {}
+            last: dict[str, str] = {}
+            for _t, _kind, b, _n, _s, err in node.index.iter_events(since, txn):
+                if err:
+                    errs[b] = errs.get(b, 0) + 1
+                last[b] = f"error: {err[:60]}" if err else "ok"
+    return [{"name": b.name, "kind": b.kind, "used": spaces[b.name].used, "quota": spaces[b.name].quota,
+             "packs": packs[b.name], "pending": pending[b.name], "errors_24h": errs.get(b.name, 0),
+             "health": last.get(b.name, "ok" if not errs.get(b.name) else "error"),
+             **{k: v for k, v in b.options.items() if k not in ("quota",)}} for b in cfg.backends]
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    """mosaic status [HASH|NAME]: daemon, pending uploads, rates, errors; or where a file is."""
+    from ..cloud.repair import status
+    from .peers import daemon_status
+    with open_node(args) as node:
+        if args.ref:
+            from ..store.verify import file_stat
+            st = file_stat(node.store, node.resolve(args.ref).file_id)
+            fid = bytes.fromhex(st["hash"])
+            with node.index.read() as txn:
+                pinned = txn.get(fid, db=node.index.db["pins"]) is not None
+            nodes = {}
+            if node.index.repl_origin is not None:
+                from ..cluster import replica
+                from ..cluster.identity import format_node_id
+                nodes = {format_node_id(k): v for k, v in replica.holders(node.index, fid).items()}
+            complete = sorted(k for k, v in nodes.items() if v)
+            target = node.config.cluster_copies
+            where = {"hash": st["hash"], "size": st["size"], "local": st["cached_fraction"],
+                     "locations": st["locations"], "pinned": pinned,
+                     "complete_on_nodes": complete, "cluster_copies_target": target,
+                     "target_met": len(complete) >= target if nodes else None}
+            out.line(f"{st['hash']}  {st['size']} bytes")
+            out.line("  here: " + ", ".join(f"{k} {v:.0%}" for k, v in st["locations"].items())
+                     + ("  (pinned)" if pinned else ""))
+            if nodes:
+                out.line(f"  complete on {len(complete)} node(s) (target {target}"
+                         f"{', met' if len(complete) >= target else ', NOT met'}):")
+                for k in complete:
+                    out.line(f"    {k}")
+            out.doc(where)
+            return 0
+        st = status(node.cloud)
+        st["daemon"] = daemon_status(node.home)
+    d = st["daemon"]
+    out.line(f"daemon: {'ready on ' + d['listen'] + ' (pid ' + str(d['pid']) + ')' if d.get('running') else 'not running'}")
+    for b, p in st["pending"].items():
+        out.line(f"pending  {b:12} {p['packs']:>5} packs  {format_size(p['bytes']):>10}")
+    for k, r in st["transfers"].items():
+        rate = r["bytes"] / r["seconds"] if r["seconds"] else 0.0
+        out.line(f"last hour {k:20} {r['count']:>5} transfers {format_size(r['bytes']):>10} "
+                 f"({format_size(rate)}/s)")
+    for e in st["recent_errors"]:
+        out.line(f"error    {e['backend']:12} {e['kind']}: {e['error']}")
+    out.line(f"repairs queued: {st['repairs_queued']}")
+    out.doc(st)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace, out: Output) -> int:
+    """mosaic upload: send every queued upload now."""
+    from ..cloud.uploads import upload_pending
+    with open_node(args) as node:
+        if args.parallel:
+            node.store.config = replace(node.config, upload_parallel=args.parallel)
+        bar = out.progress(None, "upload")
+        n, errors = upload_pending(node.cloud, raise_on_error=False, progress=bar)
+        bar.finish()
+        if n:
+            node.save_index_copy()
+    for e in errors:
+        out.info(f"mosaic: upload: {e}")
+    out.line(f"uploaded {n} packs" + (f"; {len(errors)} failed (still queued)" if errors else ""))
+    out.doc({"uploaded": n, "errors": errors})
+    return 0 if not errors else 5
+
+
+def cmd_repair(args: argparse.Namespace, out: Output) -> int:
+    """mosaic repair: restore missing or corrupt copies and top packs up to `copies`."""
+    from ..cloud.repair import repair
+    with open_node(args) as node:
+        rep = repair(node.cloud)
+        node.save_index_copy()
+    for e in rep.failed:
+        out.info(f"mosaic: repair: {e}")
+    out.line(f"repaired {rep.repaired} copies, added {rep.added} copies"
+             + (f"; {len(rep.failed)} problems remain" if rep.failed else ""))
+    out.doc(rep.__dict__)
+    return 0 if not rep.failed else 5
+
+
+def cmd_recover(args: argparse.Namespace, out: Output) -> int:
+    """mosaic recover --from NAME: rebuild this (empty) node's index from a backend."""
+    from ..cloud.indexlog import recover
+    with open_node(args) as node:
+        res = recover(node.cloud, args.source)
+    out.line(f"recovered {res['files']} files, {res['names']} names, {res['packs']} packs "
+             f"from {res['objects']} index objects on {res['from']}")
+    out.doc(res)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, out: Output) -> int:
+    """mosaic config [get KEY | set KEY VALUE]"""
+    h = home_of(args)
+    cfg = h.read_config()
+    settable = {"copies": int, "cache_capacity": parse_size, "upload_parallel": int,
+                "compression_level": int, "pack_size": parse_size, "workers": int,
+                "cluster_copies": int}
+    if args.action == "set":
+        if args.key not in settable:
+            raise UsageError(f"settable keys: {', '.join(settable)}")
+        try:
+            value = settable[args.key](args.value)
+        except ValueError:
+            raise UsageError(f"bad value for {args.key}: {args.value!r}") from None
+        if args.key == "copies" and not 0 <= value <= 16:
+            raise UsageError("copies must be between 0 (automatic) and 16")
+        if args.key == "compression_level" and not 0 <= value <= 22:
+            raise UsageError("compression_level must be between 0 (off) and 22")
+        if args.key in ("workers", "upload_parallel", "cluster_copies") and not 1 <= value <= 64:
+            raise UsageError(f"{args.key} must be between 1 and 64")
+        cfg = replace(cfg, **{args.key: value})
+        h.write_config(cfg)
+    doc = {k: getattr(cfg, k) for k in settable} | {
+        "chunk_min": cfg.chunk_min, "chunk_avg": cfg.chunk_avg, "chunk_max": cfg.chunk_max,
+        "effective_copies": cfg.effective_copies()}
+    if args.action == "get":
+        if args.key not in doc:
+            raise UsageError(f"unknown key {args.key}")
+        out.line(str(doc[args.key]))
+        out.doc({args.key: doc[args.key]})
+        return 0
+    for k, v in doc.items():
+        out.line(f"{k} = {v}")
+    out.doc(doc)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, out: Output) -> int:
+    """mosaic info: node totals."""
+    with open_node(args) as node:
+        idx = node.index
+        from ..cloud.cache import cache_info
+        ci = cache_info(node.cloud)
+        doc = {"home": str(node.home.root), "key_id": node.keys.key_id,
+               "files": idx.count("manifests"), "names": idx.names.count(idx.read()),
+               "chunks": idx.count("chunks"), "packs": idx.count("packs"),
+               "local_bytes": ci.used, "backends": [b.name for b in node.config.backends]}
+    for k, v in doc.items():
+        out.line(f"{k + ':':12} {v}")
+    out.doc(doc)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the node verbs to the parser."""
+    p = sub.add_parser("init", help="create a node home")
+    p.add_argument("--no-passphrase", action="store_true",
+                   help="store the key readable by the owner only (unattended nodes)")
+    p.add_argument("--key-file", help="join the dedup domain of the node that exported this key")
+    p.add_argument("--chunk-min")
+    p.add_argument("--chunk-avg")
+    p.add_argument("--chunk-max")
+    p.add_argument("--pack-size")
+    p.add_argument("--cache-capacity")
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser("key", help="key management")
+    ks = p.add_subparsers(dest="key_action", metavar="ACTION")
+    ks.required = True
+    e = ks.add_parser("export", help="write the key file for a joining node")
+    e.add_argument("-o", "--output", required=True, metavar="FILE")
+    e.set_defaults(func=cmd_key_export)
+    p = sub.add_parser("gc", help="remove chunks no manifest references")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_gc)
+    p = sub.add_parser("cache", help="show or trim the local cache")
+    p.add_argument("action", nargs="?", choices=["trim"], default=None)
+    p.add_argument("--to", metavar="SIZE")
+    p.set_defaults(func=cmd_cache)
+    p = sub.add_parser("backend", help="add, list or remove backends")
+    bs = p.add_subparsers(dest="action", metavar="ACTION")
+    bs.required = True
+    a = bs.add_parser("add", help="add a backend: dir NAME PATH | s3 NAME --bucket B | "
+                      "webdav NAME URL | rclone NAME REMOTE:PATH")
+    a.add_argument("kind", choices=["dir", "s3", "webdav", "rclone"])
+    a.add_argument("name")
+    a.add_argument("target", nargs="?", help="PATH (dir), URL (webdav) or REMOTE:PATH (rclone)")
+    a.add_argument("--quota", metavar="SIZE", help="e.g. 500MB or 2GiB")
+    a.add_argument("--bucket")
+    a.add_argument("--endpoint", help="S3 endpoint URL (MinIO, B2, R2, Wasabi, ...)")
+    a.add_argument("--region")
+    a.add_argument("--prefix")
+    a.add_argument("--username")
+    a.add_argument("--rclone-config", metavar="FILE")
+    a.add_argument("--no-check", action="store_true", help="do not contact the backend first")
+    a.set_defaults(func=cmd_backend)
+    r = bs.add_parser("rm", help="forget a backend (after drain)")
+    r.add_argument("name")
+    r.add_argument("--force", action="store_true", help="forget it even if it still holds packs")
+    r.set_defaults(func=cmd_backend)
+    d = bs.add_parser("drain", help="move a backend's packs to the others")
+    d.add_argument("name")
+    d.set_defaults(func=cmd_backend)
+    ls = bs.add_parser("ls")
+    ls.set_defaults(func=cmd_backend)
+    p = sub.add_parser("info", help="node totals")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("status", help="daemon, pending uploads, transfer rates, recent errors; "
+                       "or where a file is")
+    p.add_argument("ref", nargs="?", metavar="HASH|NAME")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("upload", help="send queued uploads now")
+    p.add_argument("--parallel", type=int, metavar="N")
+    p.set_defaults(func=cmd_upload)
+    p = sub.add_parser("repair", help="restore missing or corrupt copies from healthy ones")
+    p.set_defaults(func=cmd_repair)
+    p = sub.add_parser("recover", help="rebuild an empty node's index from a backend's index copy")
+    p.add_argument("--from", dest="source", required=True, metavar="NAME")
+    p.set_defaults(func=cmd_recover)
+    p = sub.add_parser("config", help="show or change settings (copies, cache_capacity, ...)")
+    p.add_argument("action", nargs="?", choices=["get", "set"])
+    p.add_argument("key", nargs="?")
+    p.add_argument("value", nargs="?")
+    p.set_defaults(func=cmd_config)

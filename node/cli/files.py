@@ -1,0 +1,371 @@
+"""CLI verbs on files: put, get, cat, ls, stat, exists, rm, mv, verify, export, import, warm."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..api import Node
+from ..errors import MosaicError, NotFoundError, UsageError
+from ..store.home import Home, check_name, default_home
+from ..store.outfile import write_atomically
+from ..units import format_size
+from .output import Output
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    """The initialised node home named by --home (or the default); HomeError if none."""
+    h = Home(Path(args.home) if args.home else default_home())
+    h.require()
+    return h
+
+
+def open_node(args: argparse.Namespace) -> Node:
+    """Open the node named by --home, asking for the passphrase if the key is sealed."""
+    from ..store import keys as keymod
+    from .main import ask_passphrase
+    h = home_of(args)
+    doc = keymod.read_key_file(h.key_path)
+    pw = ask_passphrase() if keymod.is_sealed(doc) else None
+    return Node.open(h.root, passphrase=pw)
+
+
+def _walk(root: Path, warn: list[str]) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: warn.append(str(e))):
+        dirnames.sort()
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            if p.is_symlink() or not p.is_file():
+                warn.append(f"skipped (not a regular file): {p}")
+                continue
+            out.append(p)
+    return out
+
+
+def cmd_put(args: argparse.Namespace, out: Output) -> int:
+    """mosaic put PATH... [-r] [--name NAME]"""
+    if args.name and len(args.paths) > 1:
+        raise UsageError("--name needs exactly one PATH")
+    jobs: list[tuple[str | Path, str | None]] = []
+    warn: list[str] = []
+    for raw in args.paths:
+        if raw == "-":
+            jobs.append(("-", check_name(args.name) if args.name else None))
+            continue
+        p = Path(raw)
+        if p.is_dir():
+            if not args.recursive:
+                raise UsageError(f"{raw} is a directory (use -r)")
+            base = check_name(args.name) if args.name else (check_name(raw) if check_name_ok(raw) else None)
+            for f in _walk(p, warn):
+                rel = f.relative_to(p).as_posix()
+                jobs.append((f, f"{base}/{rel}" if base else check_name(rel)))
+        elif p.exists():
+            jobs.append((p, check_name(args.name or raw)))
+        else:
+            raise NotFoundError(f"no such file: {raw}")
+    total = sum(j[0].stat().st_size for j in jobs if isinstance(j[0], Path))
+    failed: list[MosaicError] = []
+    with open_node(args) as node:
+        if args.parallel:
+            from dataclasses import replace
+            node.store.config = replace(node.config, upload_parallel=args.parallel)
+        bar = out.progress(total or None, "put")
+        with node.ingest(bar, wait=not args.no_wait) as s:
+            for src, name in jobs:
+                try:
+                    s.put_source(sys.stdin.buffer if src == "-" else src, name)
+                except (NotFoundError, UsageError) as e:
+                    failed.append(e)
+                    warn.append(str(e))
+        rows = s.results
+        bar.finish()
+    for w in warn:
+        sys.stderr.write(f"mosaic: warning: {w}\n")
+    for r in rows:
+        out.line(f"{r.hash}  {r.names[0] if r.names else '-'}")
+    out.doc({"files": [{"hash": r.hash, "name": r.names[0] if r.names else None, "size": r.size,
+                        "chunks": r.chunks, "new_chunks": r.new_chunks, "new_bytes": r.new_bytes}
+                       for r in rows],
+             "size": sum(r.size for r in rows), "new_bytes": sum(r.new_bytes for r in rows),
+             "errors": [str(e) for e in failed]})
+    return failed[0].exit_code if failed else 0
+
+
+def check_name_ok(raw: str) -> bool:
+    """True if `raw` normalises to a valid name ("." and "/" do not)."""
+    try:
+        check_name(raw)
+        return True
+    except UsageError:
+        return False
+
+
+def cmd_get(args: argparse.Namespace, out: Output) -> int:
+    """mosaic get REF [DEST|-] [--offset N --length M] | get -r PREFIX DESTDIR"""
+    with open_node(args) as node:
+        if args.recursive:
+            if not args.dest or args.dest == "-":
+                raise UsageError("get -r needs a destination folder")
+            entries = node.names_under(args.ref)
+            if not entries:
+                raise NotFoundError(f"no names under {args.ref}")
+            prefix = check_name(args.ref)
+            dest = Path(args.dest)
+            bar = out.progress(sum(e.size for e in entries), "get")
+            node.get_many([(e.file_id.hex(), dest / (e.name[len(prefix):].lstrip("/") or Path(e.name).name))
+                           for e in entries], bar)
+            bar.finish()
+            out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
+            return 0
+        m = node.resolve(args.ref)
+        if args.dest in (None, "-"):
+            node.get(m.file_id.hex(), sys.stdout.buffer, args.offset or 0, args.length)
+            sys.stdout.buffer.flush()
+            return 0
+        dest = Path(args.dest)
+        if dest.is_dir():
+            names = node.index.names_of(m.file_id)
+            base = Path(check_name(args.ref)).name if not _is_hash(args.ref) else (
+                Path(names[0]).name if names else m.file_id.hex())
+            dest = dest / base
+        bar = out.progress(m.size if args.length is None else args.length, "get")
+        n = node.get(m.file_id.hex(), dest, args.offset or 0, args.length, bar)
+        bar.finish()
+        out.doc({"hash": m.file_id.hex(), "dest": str(dest), "bytes": n})
+    return 0
+
+
+def _is_hash(ref: str) -> bool:
+    from ..units import is_hash
+    return is_hash(ref.lower())
+
+
+def cmd_cat(args: argparse.Namespace, out: Output) -> int:
+    """mosaic cat REF"""
+    args.dest, args.offset, args.length, args.recursive = "-", 0, None, False
+    return cmd_get(args, out)
+
+
+def cmd_ls(args: argparse.Namespace, out: Output) -> int:
+    """mosaic ls [PREFIX]"""
+    with open_node(args) as node:
+        entries = node.ls(args.prefix or "")
+    for e in entries:
+        out.line(f"{e.file_id.hex()}  {e.size:>12}  {e.name}")
+    out.doc([{"name": e.name, "hash": e.file_id.hex(), "size": e.size} for e in entries])
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace, out: Output) -> int:
+    """mosaic stat REF"""
+    from ..store.verify import file_stat
+    with open_node(args) as node:
+        st = file_stat(node.store, node.resolve(args.ref).file_id)
+    out.doc(st)
+    out.line(f"hash:            {st['hash']}")
+    out.line(f"names:           {', '.join(st['names']) or '-'}")
+    out.line(f"size:            {st['size']} ({format_size(st['size'])})")
+    out.line(f"chunks:          {st['chunks']} ({st['distinct_chunks']} distinct)")
+    out.line(f"stored bytes:    {st['stored_bytes']} ({format_size(st['stored_bytes'])}, "
+             f"compression {st['compression_ratio']:.2f}x)")
+    out.line(f"dedup saving:    {st['dedup_saving_bytes']} bytes (shared with other files: "
+             f"{st['shared_bytes']}, repeated in file: {st['repeated_bytes_in_file']})")
+    out.line(f"cached fraction: {st['cached_fraction']:.1%}")
+    out.line("locations:       " + ", ".join(f"{k} {v:.0%}" for k, v in st["locations"].items()))
+    return 0
+
+
+def cmd_exists(args: argparse.Namespace, out: Output) -> int:
+    """mosaic exists HASH: exit 0 if present, 1 if not."""
+    with open_node(args) as node:
+        ok = node.exists(args.hash)
+    out.line("present" if ok else "absent")
+    out.doc({"hash": args.hash.lower(), "exists": ok})
+    return 0 if ok else 1
+
+
+def cmd_rm(args: argparse.Namespace, out: Output) -> int:
+    """mosaic rm NAME|HASH..."""
+    removed = []
+    with open_node(args) as node:
+        for ref in args.refs:
+            removed += node.rm(ref)
+        node.save_index_copy()
+    for r in removed:
+        out.line(f"removed {r}")
+    out.doc({"removed": removed})
+    return 0
+
+
+def cmd_mv(args: argparse.Namespace, out: Output) -> int:
+    """mosaic mv OLD NEW"""
+    with open_node(args) as node:
+        node.mv(args.old, args.new)
+        node.save_index_copy()
+    out.doc({"old": check_name(args.old), "new": check_name(args.new)})
+    return 0
+
+
+def _fids(node: Node, refs: list[str], all_: bool) -> list[bytes] | None:
+    if all_:
+        if refs:
+            raise UsageError("give hashes or --all, not both")
+        return None
+    if not refs:
+        raise UsageError("give at least one hash or name, or --all")
+    return [node.resolve(r).file_id for r in refs]
+
+
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    """mosaic verify [REF...|--all] [--backends [--sample FRACTION]]"""
+    from ..store.verify import verify
+    doc: dict = {}
+    problems = 0
+    with open_node(args) as node:
+        if args.refs or args.all or not args.backends:
+            bar = out.progress(None, "verify")
+            rep = verify(node.store, _fids(node, args.refs, args.all), bar)
+            bar.finish()
+            for e in rep.errors:
+                sys.stderr.write(f"mosaic: verify: {e}\n")
+            out.line(f"verified {rep.files} files, {format_size(rep.bytes)}: "
+                     + ("OK" if not rep.errors else f"{len(rep.errors)} problems"))
+            doc.update({"files": rep.files, "bytes": rep.bytes, "errors": rep.errors})
+            problems += len(rep.errors)
+        if args.backends:
+            from ..cloud.repair import scrub
+            if not 0 < args.sample <= 1:
+                raise UsageError("--sample must be in (0, 1]")
+            sc = scrub(node.cloud, args.sample)
+            for p, b in sc.missing:
+                sys.stderr.write(f"mosaic: verify: pack {p[:16]} is missing on {b}\n")
+            for p, b in sc.corrupt:
+                sys.stderr.write(f"mosaic: verify: pack {p[:16]} is corrupt on {b}\n")
+            for u in sc.unreachable:
+                sys.stderr.write(f"mosaic: verify: backend unreachable: {u}\n")
+            bad = len(sc.missing) + len(sc.corrupt) + len(sc.unreachable)
+            out.line(f"checked {sc.checked} stored objects, {format_size(sc.bytes)}: "
+                     + ("OK" if not bad else f"{bad} problems (queued for `mosaic repair`)"))
+            doc["backends"] = sc.__dict__
+            problems += bad
+    doc["ok"] = not problems
+    out.doc(doc)
+    return 0 if not problems else 3
+
+
+def cmd_export(args: argparse.Namespace, out: Output) -> int:
+    """mosaic export [REF...|--all] [-o FILE]"""
+    from ..store.transfer import export
+    with open_node(args) as node:
+        fids = _fids(node, args.refs, args.all)
+        text = export(node.store, None if fids is None else [f.hex() for f in fids])
+    if args.output and args.output != "-":
+        write_atomically(Path(args.output), iter([text.encode("utf-8")]))
+        out.info(f"exported to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, out: Output) -> int:
+    """mosaic import FILE|-"""
+    from ..store.transfer import import_
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(args.file).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no such file: {args.file}") from None
+    with open_node(args) as node:
+        stats = import_(node.store, data)
+        node.save_index_copy()
+    out.line(f"imported {stats['files']} files ({stats['new_files']} new, "
+             f"{stats['new_chunks']} new chunk records, {stats['names']} names set)")
+    out.doc(stats)
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace, out: Output) -> int:
+    """mosaic warm REF...|--all"""
+    from ..cloud.cache import warm
+    with open_node(args) as node:
+        fids = _fids(node, args.refs, args.all)
+        bar = out.progress(None, "warm")
+        res = warm(node.cloud, None if fids is None else [f.hex() for f in fids], bar)
+        bar.finish()
+    out.line(f"{res['files']} files: cached {res['cached_before']:.1%} -> {res['cached_after']:.1%} "
+             f"({res['packs_fetched']} packs, {format_size(res['bytes_fetched'])} fetched)")
+    out.doc(res)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the file verbs to the parser."""
+    p = sub.add_parser("put", help="store files; prints HASH  NAME per file")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders with -r, or - for stdin")
+    p.add_argument("-r", "--recursive", action="store_true", help="store folders recursively")
+    p.add_argument("--name", help="the name to record (with -r: the folder's name)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once stored locally; uploads stay queued (`mosaic upload`)")
+    p.add_argument("--parallel", type=int, metavar="N", help="parallel uploads (default 8)")
+    p.set_defaults(func=cmd_put)
+    p = sub.add_parser("get", help="write a file's exact bytes to DEST or stdout")
+    p.add_argument("ref", metavar="HASH|NAME")
+    p.add_argument("dest", nargs="?", metavar="DEST|-")
+    p.add_argument("-r", "--recursive", action="store_true", help="restore every name under a prefix")
+    p.add_argument("--offset", type=_nonneg, default=0)
+    p.add_argument("--length", type=_nonneg, default=None)
+    p.set_defaults(func=cmd_get)
+    p = sub.add_parser("cat", help="write a file to stdout")
+    p.add_argument("ref", metavar="HASH|NAME")
+    p.set_defaults(func=cmd_cat)
+    p = sub.add_parser("ls", help="list names")
+    p.add_argument("prefix", nargs="?", default="")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("stat", help="size, chunks, stored bytes, dedup, cache and locations")
+    p.add_argument("ref", metavar="HASH|NAME")
+    p.set_defaults(func=cmd_stat)
+    p = sub.add_parser("exists", help="exit 0 if the node has the file, 1 if not")
+    p.add_argument("hash", metavar="HASH")
+    p.set_defaults(func=cmd_exists)
+    p = sub.add_parser("rm", help="remove names (or files by hash)")
+    p.add_argument("refs", nargs="+", metavar="NAME|HASH")
+    p.set_defaults(func=cmd_rm)
+    p = sub.add_parser("mv", help="rename")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(func=cmd_mv)
+    p = sub.add_parser("verify", help="read back and check files")
+    p.add_argument("refs", nargs="*", metavar="HASH|NAME")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--backends", action="store_true", help="also fetch and check stored objects")
+    p.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
+                   help="with --backends: check this random share of objects")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("export", help="dump manifests as JSON")
+    p.add_argument("refs", nargs="*", metavar="HASH|NAME")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("import", help="load a JSON manifest dump (all or nothing)")
+    p.add_argument("file", metavar="FILE|-")
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("warm", help="fetch files' chunks into the local store")
+    p.add_argument("refs", nargs="*", metavar="HASH|NAME")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_warm)
+
+
+def _nonneg(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v

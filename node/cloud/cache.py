@@ -1,0 +1,145 @@
+"""The local store as a cache: usage, LRU trimming, and warming from backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import IntegrityError, StorageError
+from ..store.home import HomeLock
+from ..store.index import PackRecord
+from ..store.packs import check_pack
+from ..units import parse_hash
+
+if TYPE_CHECKING:
+    from .cloud import Cloud
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """Capacity and use of the local store."""
+
+    capacity: int
+    used: int
+    local_packs: int
+    evictable_bytes: int
+
+    @property
+    def usage_ratio(self) -> float:
+        """used / capacity."""
+        return self.used / self.capacity if self.capacity else 0.0
+
+
+def cache_info(cloud: Cloud) -> CacheInfo:
+    """How full the local store is, and how much of it is safely stored elsewhere."""
+    used = n = evictable = 0
+    with cloud.index.read() as txn:
+        for _, r in cloud.index.iter_packs(txn):
+            if r.local:
+                used += r.size
+                n += 1
+                if len(r.locations) >= max(1, cloud.config.effective_copies()):
+                    evictable += r.size
+    return CacheInfo(cloud.config.cache_capacity, used, n, evictable)
+
+
+def trim(cloud: Cloud, to: int | None = None) -> tuple[int, int]:
+    """Evict least-recently-used local packs that a backend holds; returns (packs, bytes)."""
+    target = cloud.config.cache_capacity if to is None else to
+    need = max(1, cloud.config.effective_copies())  # only data with `copies` remote copies goes
+    idx = cloud.index
+    with HomeLock(cloud.home, exclusive=False):
+        with idx.read() as txn:
+            local = []
+            used = 0
+            for k, r in idx.iter_packs(txn):
+                if r.local:
+                    used += r.size
+                    if len(r.locations) >= need:
+                        local.append((idx.atime(k, txn) or r.created_ns, k, r))
+        local.sort()
+        evicted = freed = 0
+        for _, pid, r in local:
+            if used <= target:
+                break
+            with idx.write() as txn:
+                idx.put_pack(txn, pid, PackRecord(r.size, r.n_chunks, False, r.locations, r.created_ns))
+            cloud.local.delete(pid)
+            used -= r.size
+            evicted += 1
+            freed += r.size
+    return evicted, freed
+
+
+def cached_fraction(cloud: Cloud, fids: list[bytes]) -> float:
+    """Share of the files' stored bytes whose pack is in the local store."""
+    total = local = 0
+    with cloud.index.read() as txn:
+        for fid in fids:
+            m = cloud.index.get_manifest(fid, txn)
+            for cid, _ in (m.chunks if m else ()):
+                r = cloud.index.get_chunk(cid, txn)
+                if r is None:
+                    continue
+                total += r.stored_len
+                if cloud.local.has(r.pack_id):
+                    local += r.stored_len
+    return local / total if total else 1.0
+
+
+def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:  # noqa: ANN001
+    """Make every chunk of these files (all if None) local, fetching packs in parallel."""
+    idx = cloud.index
+    with idx.read() as txn:
+        fids = list(idx.iter_manifest_ids(txn)) if hashes is None else [parse_hash(h) for h in hashes]
+        for fid in fids:
+            if idx.get_manifest(fid, txn) is None:
+                from ..errors import NotFoundError
+                raise NotFoundError(f"unknown hash: {fid.hex()}")
+    before = cached_fraction(cloud, fids)
+    need: dict[bytes, list[str]] = {}
+    with idx.read() as txn:
+        for fid in fids:
+            m = idx.get_manifest(fid, txn)
+            for cid, _ in m.chunks if m else ():
+                r = idx.get_chunk(cid, txn)
+                if r is None or r.pack_id in need or cloud.local.has(r.pack_id):
+                    continue
+                p = idx.get_pack(r.pack_id, txn)
+                need[r.pack_id] = list(p.locations) if p else []
+    errors: list[str] = []
+    fetched = [0, 0]
+    if need:
+        if cloud.hub is None:
+            raise StorageError(f"{len(need)} packs are not local and no backend is configured")
+        with HomeLock(cloud.home, exclusive=False):
+            def done(pid: bytes, data: bytes | None, where: str, errs: list[str]) -> bool:
+                if data is None:
+                    errors.append(f"pack {pid.hex()[:16]}: " + ("; ".join(errs) or "no backend holds it"))
+                    return False
+                try:
+                    entries = check_pack(cloud.keys.pack_index, pid, data)
+                except IntegrityError as e:
+                    errs.append(f"{where}: {e}")
+                    cloud.store.note_bad_copy(pid, f"backend {where}", str(e))
+                    return False
+                cloud.local.write(pid, data)
+                with idx.write() as txn:
+                    r = idx.get_pack(pid, txn)
+                    if r is not None:
+                        idx.put_pack(txn, pid, PackRecord(len(data), r.n_chunks or len(entries),
+                                                          True, r.locations, r.created_ns))
+                    idx.touch_pack(txn, pid)
+                fetched[0] += 1
+                fetched[1] += len(data)
+                if progress:
+                    progress(len(data))
+                return True
+
+            cloud.hub.fetch_many(list(need.items()), done)
+    after = cached_fraction(cloud, fids)
+    if errors:
+        raise StorageError(f"warm incomplete ({after:.0%} cached): {errors[0]}"
+                           + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    return {"files": len(fids), "packs_fetched": fetched[0], "bytes_fetched": fetched[1],
+            "cached_before": before, "cached_after": after}

@@ -1,0 +1,220 @@
+"""Scrubbing backends (`verify --backends`), repairing copies, and draining a backend."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mosaic.backends.errors import BackendError, NotFound
+
+from ..errors import StorageError
+from ..store.index import LOCAL, PackRecord
+from ..store.packs import pack_id_of
+from .hub import pack_object_name
+from .placement import BackendSpace, choose
+
+if TYPE_CHECKING:
+    from .cloud import Cloud
+
+
+
+@dataclass
+class ScrubReport:
+    """Objects checked on backends and what was wrong."""
+
+    checked: int = 0
+    bytes: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (pack hex, backend)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+
+def scrub(cloud: Cloud, sample: float = 1.0, seed: int | None = None) -> ScrubReport:
+    """Fetch stored packs from every backend holding them (a random `sample` share) and check
+    each against its ID; missing and corrupt copies are queued for `repair`."""
+    rep = ScrubReport()
+    hub = cloud.hub
+    if hub is None:
+        return rep
+    with cloud.index.read() as txn:
+        work = [(pid, b) for pid, rec in cloud.index.iter_packs(txn) for b in rec.locations
+                if b in hub.backends]
+    if sample < 1.0:
+        rng = random.Random(seed)
+        work = [w for w in work if rng.random() < sample]
+    down: set[str] = set()
+    for pid, b in work:
+        if b in down:
+            continue
+        try:
+            data = hub.run(hub.backends[b].get, pack_object_name(pid))
+        except NotFound:
+            rep.missing.append((pid.hex(), b))
+            _queue(cloud, pid, b, "missing")
+            continue
+        except BackendError as e:
+            down.add(b)
+            rep.unreachable.append(f"{b}: {e}")
+            continue
+        rep.checked += 1
+        rep.bytes += len(data)
+        if pack_id_of(data) != pid:
+            rep.corrupt.append((pid.hex(), b))
+            _queue(cloud, pid, b, "corrupt")
+    return rep
+
+
+def _queue(cloud: Cloud, pid: bytes, backend: str, reason: str) -> None:
+    with cloud.index.write() as txn:
+        cloud.index.queue_repair(txn, pid, backend, reason)
+        cloud.index.add_event(txn, "scrub-error", backend, 0, 0.0, f"{reason} pack {pid.hex()[:16]}")
+
+
+def good_copy(cloud: Cloud, pid: bytes, avoid: str) -> bytes | None:
+    """A verified copy of a pack: local store first, then any backend but `avoid`."""
+    if cloud.local.has(pid):
+        data = cloud.local.read_all(pid)
+        if pack_id_of(data) == pid:
+            return data
+    rec = cloud.index.get_pack(pid)
+    hub = cloud.hub
+    for b in (rec.locations if rec else ()):
+        if b == avoid or hub is None or b not in hub.backends:
+            continue
+        try:
+            data = hub.run(hub.backends[b].get, pack_object_name(pid))
+        except BackendError:
+            continue
+        if pack_id_of(data) == pid:
+            return data
+    return None
+
+
+@dataclass
+class RepairReport:
+    """Copies put back, copies added for under-replicated packs, and failures."""
+
+    repaired: int = 0
+    added: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def repair(cloud: Cloud) -> RepairReport:
+    """Restore missing or corrupt copies from healthy ones, and top packs up to `copies`."""
+    rep = RepairReport()
+    hub = cloud.hub
+    with cloud.index.read() as txn:
+        queued = list(cloud.index.iter_repairs(txn))
+    for pid, b, _reason in queued:
+        data = good_copy(cloud, pid, avoid=b)
+        if data is None:
+            rep.failed.append(f"pack {pid.hex()[:16]}: no healthy copy left")
+            continue
+        try:
+            if b == LOCAL:
+                cloud.local.write(pid, data)
+            elif hub is not None and b in hub.backends:
+                hub.run(hub.backends[b].put, pack_object_name(pid), data)
+            with cloud.index.write() as txn:
+                cloud.index.clear_repair(txn, pid, b)
+                cloud.index.add_event(txn, "repair", b, len(data), 0.0)
+            rep.repaired += 1
+        except (BackendError, StorageError) as e:
+            rep.failed.append(f"pack {pid.hex()[:16]} on {b}: {e}")
+    rep.added, more = replicate(cloud)
+    rep.failed += more
+    return rep
+
+
+def replicate(cloud: Cloud, exclude: str | None = None) -> tuple[int, list[str]]:
+    """Give every pack `copies` locations (not counting `exclude`); returns (added, errors)."""
+    hub = cloud.hub
+    copies = cloud.config.effective_copies()
+    if hub is None or not copies:
+        return 0, []
+    spaces = {k: v for k, v in cloud.backend_spaces().items() if k != exclude}
+    added, errors = 0, []
+    with cloud.index.read() as txn:
+        packs = list(cloud.index.iter_packs(txn))
+    for pid, rec in packs:
+        have = [b for b in rec.locations if b in spaces]
+        need = copies - len(have)
+        if need <= 0:
+            continue
+        targets = choose(list(spaces.values()), rec.size, need, exclude=set(have))
+        if len(targets) < need:
+            errors.append(f"pack {pid.hex()[:16]}: not enough space for {copies} copies")
+        if not targets:
+            continue
+        data = good_copy(cloud, pid, avoid="")
+        if data is None:
+            errors.append(f"pack {pid.hex()[:16]}: no healthy copy to replicate from")
+            continue
+        for b in targets:
+            try:
+                hub.run(hub.backends[b].put, pack_object_name(pid), data)
+            except BackendError as e:
+                errors.append(f"pack {pid.hex()[:16]} to {b}: {e}")
+                continue
+            with cloud.index.write() as txn:
+                cur = cloud.index.get_pack(pid, txn) or rec
+                cloud.index.put_pack(txn, pid, PackRecord(cur.size, cur.n_chunks, cur.local,
+                                                         tuple(sorted({*cur.locations, b})), cur.created_ns))
+            sp = spaces[b]
+            spaces[b] = BackendSpace(sp.name, sp.used + rec.size, sp.quota)
+            added += 1
+    return added, errors
+
+
+def drain(cloud: Cloud, name: str) -> tuple[int, int, list[str]]:
+    """Move every pack off backend `name` onto the others; returns (moved, deleted, errors)."""
+    if cloud.hub is None or name not in cloud.hub.backends:
+        raise StorageError(f"no backend named {name}")
+    added, errors = replicate(cloud, exclude=name)
+    if errors:
+        return added, 0, errors
+    deleted = 0
+    with cloud.index.read() as txn:
+        on_it = [(pid, rec) for pid, rec in cloud.index.iter_packs(txn) if name in rec.locations]
+    for pid, rec in on_it:
+        others = [b for b in rec.locations if b != name]
+        if not others and not rec.local:
+            errors.append(f"pack {pid.hex()[:16]} has no other copy")
+            continue
+        with cloud.index.write() as txn:
+            cloud.index.put_pack(txn, pid, PackRecord(rec.size, rec.n_chunks, rec.local,
+                                                     tuple(others), rec.created_ns))
+            cloud.index.dequeue_upload(txn, pid, name)
+        try:
+            cloud.hub.run(cloud.hub.backends[name].delete, pack_object_name(pid))
+            deleted += 1
+        except BackendError as e:
+            errors.append(f"delete of pack {pid.hex()[:16]} on {name}: {e}")
+    return added, deleted, errors
+
+
+def status(cloud: Cloud, window_s: float = 3600.0) -> dict:
+    """Pending uploads per backend, transfer rates and recent errors."""
+    since = time.time_ns() - int(window_s * 1e9)
+    pending: dict[str, dict[str, int]] = {b.name: {"packs": 0, "bytes": 0} for b in cloud.config.backends}
+    rates: dict[str, dict[str, float]] = {}
+    errors: list[dict] = []
+    with cloud.index.read() as txn:
+        for pid, b in cloud.index.iter_uploads(txn):
+            rec = cloud.index.get_pack(pid, txn)
+            p = pending.setdefault(b, {"packs": 0, "bytes": 0})
+            p["packs"] += 1
+            p["bytes"] += rec.size if rec else 0
+        for t, kind, b, nbytes, secs, err in cloud.index.iter_events(since, txn):
+            if err:
+                errors.append({"time_ns": t, "kind": kind, "backend": b, "error": err})
+                continue
+            r = rates.setdefault(f"{kind}:{b}", {"bytes": 0, "seconds": 0.0, "count": 0})
+            r["bytes"] += nbytes
+            r["count"] += 1
+            r["seconds"] = max(r["seconds"], secs)
+        repairs = len(list(cloud.index.iter_repairs(txn)))
+    return {"pending": pending, "transfers": rates, "recent_errors": errors[-20:],
+            "repairs_queued": repairs}

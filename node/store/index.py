@@ -1,0 +1,483 @@
+"""The LMDB index: manifests, chunk records, packs, names and queues.
+
+Every multi-record change happens in one write transaction. Files and packs
+get small sequential numbers so that the many rows that point at them (names,
+chunk records) store a few bytes instead of a 32-byte ID. Record layouts
+(msgpack arrays; see docs/format.md):
+
+    manifests  file_id(32)       -> [file_no, size, created_ns, chunk_table]
+                                    chunk_table = n x (chunk id 32 B + length u32 LE)
+    files      file_no (u64 BE)  -> file_id
+    chunks     chunk_id(32)      -> [pack_no, offset, stored_len, plain_len, refcount]
+    packs      pack_id(32)       -> [pack_no, size, n_chunks, local, [backend names], created_ns]
+    packnos    pack_no (u64 BE)  -> pack_id
+    atime      pack_id(32)       -> last local read, ns (u64 LE), for LRU eviction
+    names      first name of a block -> zstd(msgpack [[name, file_no], ...])  (namestore.py)
+    uploads    pack_id + backend name -> b""   (the durable upload queue)
+    repairs    pack_id + backend name -> reason (utf-8)   (copies found missing or corrupt)
+    events     time_ns (u64 BE) + 4 random bytes -> msgpack [kind, backend, bytes, seconds, error]
+    meta       b"schema", b"next_file", b"next_pack" -> counters
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+import msgpack
+
+from ..errors import HomeError, StorageError
+from .hooks import ChangeLog
+from .namestore import NameStore
+
+SCHEMA_VERSION = 1
+_ENTRY = struct.Struct("<32sI")
+U64 = struct.Struct("<Q")  # counters, times (also used by replica.py)
+BE64 = struct.Struct(">Q")
+MAP_SIZE = 1 << 40  # virtual; the file grows only as pages are used
+LOCAL = "@local"  # the repair queue's name for the local store
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A file: its ID (plain BLAKE3), size, creation time and ordered chunk list."""
+
+    file_id: bytes
+    size: int
+    created_ns: int
+    chunks: tuple[tuple[bytes, int], ...]  # (chunk_id, plain length)
+
+    def offsets(self) -> list[int]:
+        """The byte offset of each chunk in the file."""
+        out, pos = [], 0
+        for _, n in self.chunks:
+            out.append(pos)
+            pos += n
+        return out
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """Where one chunk is stored and how many manifests reference it."""
+
+    pack_id: bytes
+    offset: int
+    stored_len: int
+    plain_len: int
+    refcount: int
+
+
+@dataclass(frozen=True)
+class PackRecord:
+    """One pack: size, chunk count, whether a local copy exists, and its backends."""
+
+    size: int
+    n_chunks: int
+    local: bool
+    locations: tuple[str, ...]
+    created_ns: int
+
+
+def encode_chunk_table(chunks: tuple[tuple[bytes, int], ...] | list) -> bytes:
+    """n x (32-byte ID + u32 length)."""
+    return b"".join(_ENTRY.pack(c, n) for c, n in chunks)
+
+
+def decode_chunk_table(blob: bytes) -> tuple[tuple[bytes, int], ...]:
+    """Inverse of encode_chunk_table."""
+    return tuple(_ENTRY.iter_unpack(blob))
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _unpack(b: bytes) -> list:
+    return msgpack.unpackb(b, raw=False)
+
+
+class Index:
+    """The node's LMDB environment and its named tables."""
+
+    TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
+              "repairs", "events",
+              # replication (cluster/replica.py): empty until the node has had a peer
+              "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have",
+              "wantedby", "namewait")
+
+    def __init__(self, path: Path):
+        try:
+            self.env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=32, subdir=True,
+                                 lock=True, metasync=True, sync=True, max_readers=256,
+                                 readahead=False)
+        except lmdb.Error as e:
+            raise HomeError(f"cannot open the index at {path}: {e}") from None
+        self.db = {t: self.env.open_db(t.encode()) for t in self.TABLES}
+        with self.write() as txn:
+            cur = txn.get(b"schema", db=self.db["meta"])
+            if cur is None:
+                txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=self.db["meta"])
+            elif int(cur) != SCHEMA_VERSION:
+                raise HomeError(f"index schema {int(cur)} is not supported by this version")
+        self.names = NameStore(self.db["names"])
+        self._pid_by_no: dict[int, bytes] = {}
+        with self.read() as txn:
+            #: this node's ID once replication is enabled (cluster/replica.enable); None before
+            self.repl_origin: bytes | None = txn.get(b"node_id", db=self.db["meta"])
+        #: replication's hook (cluster layer); required once repl_origin is set
+        self.change_log: ChangeLog | None = None
+
+    def _change_log(self) -> ChangeLog:
+        if self.change_log is None:
+            raise StorageError("this node replicates its index; open it with mosaic.Node "
+                               "(the store alone cannot log replicated writes)")
+        return self.change_log
+
+    def close(self) -> None:
+        """Close the environment."""
+        self.env.close()
+
+    def write(self) -> _WriteTxn:
+        """A write transaction as a context manager (commits on success)."""
+        return _WriteTxn(self.env)
+
+    def read(self) -> lmdb.Transaction:
+        """A read-only transaction."""
+        return self.env.begin(write=False, buffers=False)
+
+    def next_counter(self, txn: lmdb.Transaction, counter: bytes) -> int:
+        """Take the next value of a counter in `meta` (starting at 1)."""
+        v = txn.get(counter, db=self.db["meta"])
+        n = U64.unpack(v)[0] if v else 1
+        txn.put(counter, U64.pack(n + 1), db=self.db["meta"])
+        return n
+
+    def set_counter(self, txn: lmdb.Transaction, counter: bytes, value: int) -> None:
+        """Make `value` the counter's next value."""
+        txn.put(counter, U64.pack(value), db=self.db["meta"])
+
+    # ---- files -------------------------------------------------------------
+    def get_manifest(self, fid: bytes, txn: lmdb.Transaction | None = None) -> Manifest | None:
+        """The manifest for a file ID, or None."""
+        v = (txn or self.read()).get(fid, db=self.db["manifests"])
+        if v is None:
+            return None
+        _, size, created, table = _unpack(v)
+        return Manifest(fid, size, created, decode_chunk_table(table))
+
+    def iter_manifest_ids(self, txn: lmdb.Transaction | None = None) -> Iterator[bytes]:
+        """Every file ID, sorted."""
+        yield from (txn or self.read()).cursor(db=self.db["manifests"]).iternext(values=False)
+
+    def add_manifest(self, txn: lmdb.Transaction, m: Manifest) -> bool:
+        """Add a manifest and take a reference on each distinct chunk; False if it existed.
+
+        Every chunk must already have a record (its pack is durable).
+        """
+        if txn.get(m.file_id, db=self.db["manifests"]) is not None:
+            return False
+        for cid in {c for c, _ in m.chunks}:
+            v = txn.get(cid, db=self.db["chunks"])
+            if v is None:
+                raise StorageError(f"chunk {cid.hex()[:16]} was not stored; put again")
+            row = _unpack(v)
+            row[4] += 1
+            txn.put(cid, _pack(row), db=self.db["chunks"])
+        no = self.next_counter(txn, b"next_file")
+        txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
+                db=self.db["manifests"])
+        txn.put(BE64.pack(no), m.file_id, db=self.db["files"], append=True)
+        if self.repl_origin is not None:
+            self._change_log().log_manifest(self, txn, m)
+        return True
+
+    def remove_manifest(self, txn: lmdb.Transaction, fid: bytes) -> bool:
+        """Drop a manifest, its names and its chunk references; False if unknown."""
+        v = txn.get(fid, db=self.db["manifests"])
+        if v is None:
+            return False
+        no, _, _, table = _unpack(v)
+        for cid in {c for c, _ in decode_chunk_table(table)}:
+            cv = txn.get(cid, db=self.db["chunks"])
+            if cv is not None:
+                row = _unpack(cv)
+                row[4] = max(0, row[4] - 1)
+                txn.put(cid, _pack(row), db=self.db["chunks"])
+        names = self.names_of(fid, txn)
+        if names:
+            self.set_names(txn, [(n, None) for n in names])
+        txn.delete(fid, db=self.db["manifests"])
+        txn.delete(BE64.pack(no), db=self.db["files"])
+        if self.repl_origin is not None:
+            self._change_log().log_have(self, txn, fid, False)
+        return True
+
+    def _file_no(self, txn: lmdb.Transaction, fid: bytes) -> int | None:
+        v = txn.get(fid, db=self.db["manifests"])
+        return _unpack(v)[0] if v is not None else None
+
+    def _file_id(self, txn: lmdb.Transaction, no: int) -> bytes | None:
+        return txn.get(BE64.pack(no), db=self.db["files"])
+
+    def has_names(self, txn: lmdb.Transaction, fids: set[bytes]) -> set[bytes]:
+        """Which of these files some name points at (one pass over the name blocks).
+
+        Names are not counted per file: keeping a count would rewrite a row per name
+        on every put, which with LMDB's copy-on-write pages costs more than this scan.
+        """
+        nos = {self._file_no(txn, f): f for f in fids}
+        nos.pop(None, None)
+        found: set[bytes] = set()
+        for _, no in self.names.iter(txn):
+            f = nos.get(no)
+            if f is not None:
+                found.add(f)
+                if len(found) == len(nos):
+                    break
+        return found
+
+    # ---- names -------------------------------------------------------------
+    def resolve_name(self, name: str, txn: lmdb.Transaction | None = None) -> bytes | None:
+        """The file ID a name points at, or None."""
+        t = txn or self.read()
+        no = self.names.get(t, name)
+        return self._file_id(t, no) if no is not None else None
+
+    def iter_names(self, prefix: str = "", txn: lmdb.Transaction | None = None
+                   ) -> Iterator[tuple[str, bytes]]:
+        """(name, file_id) for names starting with `prefix`, sorted."""
+        t = txn or self.read()
+        for name, no in self.names.iter(t, prefix):
+            fid = self._file_id(t, no)
+            if fid is not None:
+                yield name, fid
+
+    def names_of(self, fid: bytes, txn: lmdb.Transaction | None = None) -> list[str]:
+        """Every name that points at a file ID (scans the name blocks)."""
+        t = txn or self.read()
+        no = self._file_no(t, fid)
+        return [n for n, x in self.names.iter(t) if x == no] if no is not None else []
+
+    def set_names(self, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
+                  ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Point names at file IDs (None removes); returns (name, old, new) per real change.
+
+        Once replication is enabled the change is a versioned, logged write (the change_log hook).
+        """
+        if self.repl_origin is not None:
+            return self._change_log().write_names(self, txn, changes)
+        return self.set_names_view(txn, changes)
+
+    def set_names_view(self, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
+                       ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Change the name directory itself (no versioning)."""
+        numbered: list[tuple[str, int | None]] = []
+        for name, fid in changes:
+            if fid is None:
+                numbered.append((name, None))
+                continue
+            no = self._file_no(txn, fid)
+            if no is None:
+                raise StorageError(f"internal: name points at unknown file {fid.hex()[:16]}")
+            numbered.append((name, no))
+        out = []
+        for name, old, new in self.names.update(txn, numbered):
+            old_fid = self._file_id(txn, old) if old is not None else None
+            new_fid = self._file_id(txn, new) if new is not None else None
+            out.append((name, old_fid, new_fid))
+        return out
+
+    def set_name(self, txn: lmdb.Transaction, name: str, fid: bytes) -> bytes | None:
+        """Point `name` at `fid`; returns the file ID it pointed at before, if any."""
+        done = self.set_names(txn, [(name, fid)])
+        return done[0][1] if done else fid
+
+    def unset_name(self, txn: lmdb.Transaction, name: str) -> bytes | None:
+        """Remove a name; returns the file ID it pointed at, or None."""
+        done = self.set_names(txn, [(name, None)])
+        return done[0][1] if done else None
+
+    # ---- chunks ------------------------------------------------------------
+    def _pid(self, txn: lmdb.Transaction, no: int) -> bytes:
+        pid = self._pid_by_no.get(no)
+        if pid is None:
+            pid = txn.get(BE64.pack(no), db=self.db["packnos"])
+            if pid is None:
+                raise StorageError(f"index damaged: pack number {no} is unknown")
+            self._pid_by_no[no] = pid
+        return pid
+
+    def _pack_no(self, txn: lmdb.Transaction, pid: bytes) -> int:
+        v = txn.get(pid, db=self.db["packs"])
+        if v is None:
+            raise StorageError(f"internal: pack {pid.hex()[:16]} has no record")
+        return _unpack(v)[0]
+
+    def get_chunk(self, cid: bytes, txn: lmdb.Transaction | None = None) -> ChunkRecord | None:
+        """The chunk record, or None."""
+        t = txn or self.read()
+        v = t.get(cid, db=self.db["chunks"])
+        if v is None:
+            return None
+        no, off, slen, plen, ref = _unpack(v)
+        return ChunkRecord(self._pid(t, no), off, slen, plen, ref)
+
+    def has_chunk(self, cid: bytes) -> bool:
+        """True if a chunk record exists (its pack is durable)."""
+        with self.env.begin(db=self.db["chunks"]) as t:
+            return t.get(cid) is not None
+
+    def put_chunk(self, txn: lmdb.Transaction, cid: bytes, r: ChunkRecord, overwrite: bool = True) -> bool:
+        """Record a chunk (its pack must have a record); False if it existed and not overwriting."""
+        row = [self._pack_no(txn, r.pack_id), r.offset, r.stored_len, r.plain_len, r.refcount]
+        return txn.put(cid, _pack(row), db=self.db["chunks"], overwrite=overwrite)
+
+    def delete_chunk(self, txn: lmdb.Transaction, cid: bytes) -> None:
+        """Drop a chunk record."""
+        txn.delete(cid, db=self.db["chunks"])
+
+    def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkRecord]]:
+        """Every (chunk_id, record)."""
+        for k, v in txn.cursor(db=self.db["chunks"]).iternext():
+            no, off, slen, plen, ref = _unpack(v)
+            yield k, ChunkRecord(self._pid(txn, no), off, slen, plen, ref)
+
+    # ---- packs -------------------------------------------------------------
+    def get_pack(self, pid: bytes, txn: lmdb.Transaction | None = None) -> PackRecord | None:
+        """The pack record, or None."""
+        v = (txn or self.read()).get(pid, db=self.db["packs"])
+        if v is None:
+            return None
+        _, size, n, local, locs, created = _unpack(v)
+        return PackRecord(size, n, local, tuple(locs), created)
+
+    def put_pack(self, txn: lmdb.Transaction, pid: bytes, r: PackRecord) -> None:
+        """Create or replace a pack record (a new pack gets the next pack number)."""
+        v = txn.get(pid, db=self.db["packs"])
+        if v is not None:
+            no = _unpack(v)[0]
+        else:
+            no = self.next_counter(txn, b"next_pack")
+            txn.put(BE64.pack(no), pid, db=self.db["packnos"], append=True)
+        txn.put(pid, _pack([no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]),
+                db=self.db["packs"])
+
+    def delete_pack(self, txn: lmdb.Transaction, pid: bytes) -> None:
+        """Drop a pack record (its chunk records must be gone or moved)."""
+        v = txn.get(pid, db=self.db["packs"])
+        if v is not None:
+            txn.delete(BE64.pack(_unpack(v)[0]), db=self.db["packnos"])
+            txn.delete(pid, db=self.db["packs"])
+        txn.delete(pid, db=self.db["atime"])
+
+    def iter_packs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, PackRecord]]:
+        """Every (pack_id, record)."""
+        for k, v in txn.cursor(db=self.db["packs"]).iternext():
+            _, size, n, local, locs, created = _unpack(v)
+            yield k, PackRecord(size, n, local, tuple(locs), created)
+
+    def touch_packs(self, pids: set[bytes]) -> None:
+        """Record a local read of these packs (for LRU eviction)."""
+        if not pids:
+            return
+        with self.write() as txn:
+            for p in pids:
+                self.touch_pack(txn, p)
+
+    def touch_pack(self, txn: lmdb.Transaction, pid: bytes) -> None:
+        """Record a local read (or arrival) of one pack, now."""
+        txn.put(pid, U64.pack(time.time_ns()), db=self.db["atime"])
+
+    def atime(self, pid: bytes, txn: lmdb.Transaction) -> int:
+        """Last local read of a pack (0 if never)."""
+        v = txn.get(pid, db=self.db["atime"])
+        return U64.unpack(v)[0] if v else 0
+
+    # ---- upload queue ------------------------------------------------------
+    def queue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
+        """Queue a pack for upload to a backend."""
+        txn.put(pid + backend.encode(), b"", db=self.db["uploads"])
+
+    def dequeue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
+        """Remove a queued upload."""
+        txn.delete(pid + backend.encode(), db=self.db["uploads"])
+
+    def iter_uploads(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, str]]:
+        """(pack_id, backend) of every queued upload."""
+        for k in txn.cursor(db=self.db["uploads"]).iternext(values=False):
+            yield k[:32], k[32:].decode()
+
+    # ---- repairs and events ------------------------------------------------
+    def queue_repair(self, txn: lmdb.Transaction, pid: bytes, backend: str, reason: str) -> None:
+        """Remember that a backend's copy of a pack is missing or corrupt."""
+        txn.put(pid + backend.encode(), reason.encode("utf-8")[:200], db=self.db["repairs"])
+
+    def clear_repair(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
+        """Forget a repaired copy."""
+        txn.delete(pid + backend.encode(), db=self.db["repairs"])
+
+    def iter_repairs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, str, str]]:
+        """(pack_id, backend, reason) of every copy waiting for repair."""
+        for k, v in txn.cursor(db=self.db["repairs"]).iternext():
+            yield k[:32], k[32:].decode(), v.decode("utf-8", "replace")
+
+    def add_event(self, txn: lmdb.Transaction, kind: str, backend: str, nbytes: int,
+                  seconds: float, error: str | None = None) -> None:
+        """Log a transfer or an error (kept for `status`; trimmed to the last 10,000)."""
+        import os as _os
+        key = BE64.pack(time.time_ns()) + _os.urandom(4)
+        txn.put(key, _pack([kind, backend, nbytes, seconds, error]), db=self.db["events"])
+        if txn.stat(self.db["events"])["entries"] > 10_000:
+            cur = txn.cursor(db=self.db["events"])
+            if cur.first():
+                cur.delete()
+
+    def iter_events(self, since_ns: int, txn: lmdb.Transaction | None = None
+                    ) -> Iterator[tuple[int, str, str, int, float, str | None]]:
+        """(time_ns, kind, backend, bytes, seconds, error) of events since `since_ns`."""
+        t = txn or self.read()
+        cur = t.cursor(db=self.db["events"])
+        if not cur.set_range(BE64.pack(since_ns)):
+            return
+        for k, v in cur.iternext():
+            kind, backend, nbytes, seconds, error = _unpack(v)
+            yield BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
+
+    def count(self, table: str) -> int:
+        """Number of rows in a table."""
+        with self.read() as t:
+            return t.stat(self.db[table])["entries"]
+
+
+class _WriteTxn:
+    """Commit on success, abort on error; maps LMDB errors to StorageError."""
+
+    def __init__(self, env: lmdb.Environment):
+        self.env = env
+        self.txn: lmdb.Transaction | None = None
+
+    def __enter__(self) -> lmdb.Transaction:
+        try:
+            self.txn = self.env.begin(write=True)
+        except lmdb.Error as e:
+            raise StorageError(f"index: {e}") from None
+        return self.txn
+
+    def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> None:
+        assert self.txn is not None
+        if et is None:
+            try:
+                self.txn.commit()
+            except lmdb.MapFullError:
+                raise StorageError("index is full") from None
+            except lmdb.Error as e:
+                msg = "disk full" if "No space" in str(e) else str(e)
+                raise StorageError(f"index commit failed: {msg}") from None
+        else:
+            self.txn.abort()
+            if isinstance(ev, lmdb.Error):
+                raise StorageError(f"index: {ev}") from None

@@ -1,0 +1,185 @@
+"""The node's master key: sealed under a passphrase with Argon2id, and its subkeys.
+
+A random 32-byte master key is created at `init`. It is stored either sealed
+(Argon2id(passphrase) -> key-encryption key, then XChaCha20-Poly1305) or, for
+unattended nodes, in the clear in a file readable by the owner only. Every key
+the node uses is derived from the master key with BLAKE3's key-derivation mode,
+one context string per purpose, so no two purposes ever share a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+import nacl.bindings as sodium
+import nacl.exceptions
+import nacl.pwhash.argon2id as argon2id
+import nacl.utils
+
+from ..errors import KeyFileError
+
+KEY_FORMAT = "mosaic-key"
+KEY_VERSION = 1
+_SEAL_AAD = b"mosaic-key v1"
+# Argon2id cost: t=3, m=64 MiB (~0.2 s here), the figures borg 2 uses.
+KDF_OPSLIMIT = 3
+KDF_MEMLIMIT = 64 * 1024 * 1024
+
+_CONTEXTS = {
+    "chunk_id": "mosaic 2026-11-21 chunk id v1",
+    "chunk_enc": "mosaic 2026-11-21 chunk encryption v1",
+    "pack_index": "mosaic 2026-11-21 pack index v1",
+    "chunker_seed": "mosaic 2026-11-21 chunker seed v1",
+    "key_id": "mosaic 2026-11-21 key id v1",
+    "metadata": "mosaic 2026-11-21 metadata v1",
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The subkeys derived from one master key."""
+
+    chunk_id: bytes
+    chunk_enc: bytes
+    pack_index: bytes
+    metadata: bytes
+    chunker_seed: int
+    key_id: str
+
+    def __repr__(self) -> str:  # never print key material
+        return f"Keys(key_id={self.key_id})"
+
+
+def derive_keys(master: bytes) -> Keys:
+    """Derive every purpose's subkey from the 32-byte master key."""
+    if len(master) != 32:
+        raise KeyFileError("master key has the wrong length")
+
+    def d(purpose: str, n: int = 32) -> bytes:
+        return blake3.blake3(master, derive_key_context=_CONTEXTS[purpose]).digest(length=n)
+
+    seed = int.from_bytes(d("chunker_seed", 8), "little") & ((1 << 63) - 1)
+    return Keys(
+        chunk_id=d("chunk_id"),
+        chunk_enc=d("chunk_enc"),
+        pack_index=d("pack_index"),
+        metadata=d("metadata"),
+        chunker_seed=seed,
+        key_id=d("key_id", 8).hex(),
+    )
+
+
+def new_master_key() -> bytes:
+    """32 random bytes from the OS CSPRNG."""
+    return nacl.utils.random(32)
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def _unb64(s: object, what: str) -> bytes:
+    if not isinstance(s, str):
+        raise KeyFileError(f"key file is damaged ({what})")
+    try:
+        return base64.b64decode(s, validate=True)
+    except ValueError as e:
+        raise KeyFileError(f"key file is damaged ({what})") from e
+
+
+def seal(master: bytes, passphrase: str | None, params: dict) -> dict:
+    """The key-file document for `master`: sealed if a passphrase is given.
+
+    `params` holds the non-secret settings a joining node must share to dedup
+    against this one (the chunker sizes).
+    """
+    doc: dict = {
+        "format": KEY_FORMAT,
+        "version": KEY_VERSION,
+        "key_id": derive_keys(master).key_id,
+        "params": params,
+    }
+    if passphrase is None:
+        doc["sealed"] = False
+        doc["master"] = _b64(master)
+        return doc
+    salt = nacl.utils.random(argon2id.SALTBYTES)
+    kek = argon2id.kdf(32, passphrase.encode("utf-8"), salt,
+                       opslimit=KDF_OPSLIMIT, memlimit=KDF_MEMLIMIT)
+    nonce = nacl.utils.random(24)
+    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(master, _SEAL_AAD, nonce, kek)
+    doc["sealed"] = True
+    doc["kdf"] = {"name": "argon2id", "opslimit": KDF_OPSLIMIT, "memlimit": KDF_MEMLIMIT,
+                  "salt": _b64(salt)}
+    doc["nonce"] = _b64(nonce)
+    doc["ciphertext"] = _b64(ct)
+    return doc
+
+
+def is_sealed(doc: dict) -> bool:
+    """True if opening `doc` needs a passphrase."""
+    return bool(doc.get("sealed"))
+
+
+def unseal(doc: dict, passphrase: str | None) -> bytes:
+    """The master key from a key-file document; KeyFileError on a wrong passphrase."""
+    if doc.get("format") != KEY_FORMAT or doc.get("version") != KEY_VERSION:
+        raise KeyFileError("not a Mosaic key file (or an unsupported version)")
+    if not doc.get("sealed"):
+        master = _unb64(doc.get("master"), "master")
+    else:
+        if passphrase is None:
+            raise KeyFileError("the key is sealed: set MOSAIC_PASSPHRASE or enter the passphrase")
+        kdf = doc.get("kdf")
+        if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
+            raise KeyFileError("key file is damaged (kdf)")
+        ops, mem = kdf.get("opslimit"), kdf.get("memlimit")
+        if not isinstance(ops, int) or not isinstance(mem, int) or ops < 1 or not 8192 <= mem <= 1 << 32:
+            raise KeyFileError("key file is damaged (kdf parameters)")
+        salt = _unb64(kdf.get("salt"), "salt")
+        nonce = _unb64(doc.get("nonce"), "nonce")
+        ct = _unb64(doc.get("ciphertext"), "ciphertext")
+        if len(salt) != argon2id.SALTBYTES or len(nonce) != 24:
+            raise KeyFileError("key file is damaged (salt or nonce)")
+        kek = argon2id.kdf(32, passphrase.encode("utf-8"), salt, opslimit=ops, memlimit=mem)
+        try:
+            master = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ct, _SEAL_AAD, nonce, kek)
+        except nacl.exceptions.CryptoError:
+            raise KeyFileError("wrong passphrase") from None
+    if len(master) != 32 or derive_keys(master).key_id != doc.get("key_id"):
+        raise KeyFileError("key file is damaged (key id does not match)")
+    return master
+
+
+def read_key_file(path: Path) -> dict:
+    """Load a key-file document; KeyFileError if missing or malformed."""
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise KeyFileError(f"key file not found: {path}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise KeyFileError(f"cannot read key file {path}: {type(e).__name__}") from None
+    if not isinstance(doc, dict):
+        raise KeyFileError(f"not a Mosaic key file: {path}")
+    return doc
+
+
+def write_key_file(path: Path, doc: dict) -> None:
+    """Write a key file atomically with mode 0600 (temp + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

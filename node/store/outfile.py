@@ -1,0 +1,114 @@
+"""Writing restored files: temp file in the same folder, then rename, so a reader
+never sees half a file and a failure leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import StorageError, UsageError
+
+Progress = Callable[[int], None]
+IOV_MAX = 1024
+
+
+def write_all(fd: int, parts: list[bytes]) -> int:
+    """Write `parts` at `fd`'s position with as few `writev` calls as the OS allows."""
+    total = 0
+    for k in range(0, len(parts), IOV_MAX):
+        group = parts[k:k + IOV_MAX]
+        want = sum(len(p) for p in group)
+        done = os.writev(fd, group)
+        if done < want:  # short writes are rare (signals, quotas); finish by hand
+            rest = memoryview(b"".join(group))[done:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+        total += want
+    return total
+
+
+def _temp_for(dest: str) -> str:
+    head, tail = os.path.split(dest)
+    return os.path.join(head, f".{tail}.mosaic-{os.getpid()}")
+
+
+def _write_error(dest: str | Path, e: OSError) -> Exception:
+    if e.errno == errno.ENOSPC:
+        return StorageError(f"disk full while writing {dest}")
+    if e.errno == errno.EISDIR:
+        return UsageError(f"{dest} is a directory")
+    return StorageError(f"cannot write {dest}: {e.strerror or e}")
+
+
+@contextlib.contextmanager
+def _replacing(dest: str) -> Iterator[int]:
+    """A descriptor on a temp file beside `dest`, renamed over it if the block succeeds.
+
+    On any error the temp file is removed; OS errors become one-line Mosaic errors.
+    """
+    tmp = _temp_for(dest)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        os.rename(tmp, dest)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise _write_error(dest, e) from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def write_atomically(dest: Path, chunks: Iterator[bytes] | Callable[[int], int],
+                     progress: Progress | None = None, folder_ready: bool = False) -> int:
+    """Write to `dest` via a temp file in the same folder; nothing is left on error.
+
+    `chunks` is the content in order, or a function that fills the open file
+    descriptor it is given and returns the number of bytes written.
+    """
+    if not folder_ready:
+        if dest.is_dir():
+            raise UsageError(f"{dest} is a directory")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with _replacing(str(dest)) as fd:
+        if callable(chunks):
+            n = chunks(fd)
+        else:
+            for c in chunks:
+                n += write_all(fd, [c])
+                if progress:
+                    progress(len(c))
+    return n
+
+
+def write_parts(dest: str, parts: list[bytes]) -> int:
+    """`write_atomically` for content already in memory, in four system calls."""
+    with _replacing(dest) as fd:
+        return write_all(fd, parts)
+
+
+def make_folders(folders: set[Path]) -> None:
+    """Create the folders (parents first), or say in one line what stands in the way."""
+    for folder in sorted(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(f"{folder} (or a folder above it) exists and is not a folder") from None
+        except NotADirectoryError:
+            raise UsageError(f"a folder above {folder} exists and is not a folder") from None
+        except OSError as e:
+            raise StorageError(f"cannot create {folder}: {e.strerror or e}") from None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

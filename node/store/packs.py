@@ -1,0 +1,254 @@
+"""Pack files: many stored objects in one file, with an encrypted table at the end.
+
+Layout (version 1), see docs/format.md:
+
+    magic "MOSPACK1" (8 bytes)
+    object 0 | object 1 | ...            (codec objects, back to back)
+    trailer: version (1) | nonce (24) | XChaCha20-Poly1305(msgpack [[chunk_id, offset, stored_len, plain_len], ...])
+    trailer length (u32 big-endian, 4 bytes)
+
+The pack ID is the plain BLAKE3 of the whole pack file (of ciphertext, so it
+reveals nothing and lets anyone check a copy). The trailer lets `recover` and
+`verify` rebuild or check the chunk table from the pack alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import blake3
+import msgpack
+import nacl.bindings as sodium
+import nacl.exceptions
+import nacl.utils
+
+from ..errors import IntegrityError, StorageError
+from .home import Home, fsync_dir
+
+MAGIC = b"MOSPACK1"
+TRAILER_VERSION = 1
+_AAD = b"mosaic-pack-index v1"
+_LEN = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """One object inside a pack."""
+
+    chunk_id: bytes
+    offset: int
+    stored_len: int
+    plain_len: int
+
+
+@dataclass(frozen=True)
+class SealedPack:
+    """A pack that is complete and durable in the local store."""
+
+    pack_id: bytes
+    size: int
+    entries: tuple[PackEntry, ...]
+
+
+def build_trailer(key: bytes, entries: list[PackEntry] | tuple[PackEntry, ...]) -> bytes:
+    """The encrypted chunk table plus its length."""
+    table = msgpack.packb([[e.chunk_id, e.offset, e.stored_len, e.plain_len] for e in entries],
+                          use_bin_type=True)
+    nonce = nacl.utils.random(24)
+    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(table, _AAD, nonce, key)
+    body = bytes((TRAILER_VERSION,)) + nonce + ct
+    return body + _LEN.pack(len(body))
+
+
+def parse_pack(key: bytes, data: bytes | memoryview) -> list[PackEntry]:
+    """The chunk table of a whole pack; IntegrityError if it does not check out."""
+    data = memoryview(data)
+    if len(data) < len(MAGIC) + 4 or bytes(data[:8]) != MAGIC:
+        raise IntegrityError("not a pack file (bad magic)")
+    (n,) = _LEN.unpack(data[-4:])
+    start = len(data) - 4 - n
+    if n < 1 + 24 + 16 or start < len(MAGIC):
+        raise IntegrityError("pack trailer is truncated")
+    body = data[start:len(data) - 4]
+    if body[0] != TRAILER_VERSION:
+        raise IntegrityError(f"unknown pack trailer version {body[0]}")
+    try:
+        table = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(bytes(body[25:]), _AAD,
+                                                                   bytes(body[1:25]), key)
+        rows = msgpack.unpackb(table, raw=False)
+        entries = [PackEntry(bytes(c), int(o), int(s), int(p)) for c, o, s, p in rows]
+    except nacl.exceptions.CryptoError:
+        raise IntegrityError("pack trailer failed authentication") from None
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise IntegrityError("pack trailer is malformed") from None
+    for e in entries:
+        if len(e.chunk_id) != 32 or e.offset < len(MAGIC) or e.offset + e.stored_len > start:
+            raise IntegrityError("pack trailer points outside the pack")
+    return entries
+
+
+def pack_id_of(data: bytes | memoryview) -> bytes:
+    """The ID of a pack: BLAKE3 of its bytes."""
+    return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
+
+
+def check_pack(key: bytes, pid: bytes, data: bytes | memoryview) -> list[PackEntry]:
+    """The chunk table of a whole pack whose bytes match its ID; IntegrityError otherwise."""
+    if pack_id_of(data) != pid:
+        raise IntegrityError("content does not match its ID (corrupt)")
+    return parse_pack(key, data)
+
+
+def _os_error(e: OSError, what: str) -> StorageError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"disk full while {what}")
+    return StorageError(f"I/O error while {what}: {e.strerror or e}")
+
+
+class PackWriter:
+    """Appends objects to a temporary pack file; `seal` makes it durable."""
+
+    def __init__(self, home: Home, index_key: bytes):
+        self.home, self.key = home, index_key
+        self.tmp = home.tmp_dir / f"pack-{os.getpid()}-{nacl.utils.random(8).hex()}"
+        self.f = None
+        try:
+            self.f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - closed in seal/abort
+            self._write_all(MAGIC)
+        except OSError as e:
+            self.abort()
+            raise _os_error(e, "creating a pack") from None
+        self.hasher = blake3.blake3(MAGIC)
+        self.size = len(MAGIC)
+        self.entries: list[PackEntry] = []
+
+    def add(self, cid: bytes, blob: bytes | bytearray | memoryview, plain_len: int) -> None:
+        """Append one encoded object."""
+        try:
+            self._write_all(blob)
+        except OSError as e:
+            self.abort()
+            raise _os_error(e, "writing a pack") from None
+        self.hasher.update(blob)
+        self.entries.append(PackEntry(cid, self.size, len(blob), plain_len))
+        self.size += len(blob)
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Write every byte: an unbuffered write may store fewer bytes than asked."""
+        view = memoryview(data)
+        while view:
+            n = self.f.write(view)
+            if not n:
+                raise OSError(28, "No space left on device")
+            view = view[n:]
+
+    def seal(self) -> SealedPack:
+        """Write the trailer, fsync, and rename into packs/; returns the pack's identity."""
+        trailer = build_trailer(self.key, self.entries)
+        try:
+            self._write_all(trailer)
+            self.hasher.update(trailer)
+            os.fsync(self.f.fileno())
+            self.f.close()
+            pid = self.hasher.digest()
+            dest = self.home.pack_path(pid)
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(self.tmp, dest)
+            fsync_dir(dest.parent)
+        except OSError as e:
+            self.abort()
+            raise _os_error(e, "sealing a pack") from None
+        return SealedPack(pid, self.size + len(trailer), tuple(self.entries))
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+class LocalPacks:
+    """Reads from the local pack files, keeping a few descriptors open."""
+
+    def __init__(self, home: Home, max_open: int = 64):
+        self.home = home
+        self._fds: OrderedDict[bytes, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_open = max_open
+
+    def _fd(self, pid: bytes) -> int:
+        with self._lock:
+            fd = self._fds.get(pid)
+            if fd is not None:
+                self._fds.move_to_end(pid)
+                return fd
+            fd = os.open(self.home.pack_path(pid), os.O_RDONLY)
+            self._fds[pid] = fd
+            while len(self._fds) > self.max_open:
+                _, old = self._fds.popitem(last=False)
+                os.close(old)
+            return fd
+
+    def has(self, pid: bytes) -> bool:
+        """True if the pack file exists locally (an open descriptor answers without a stat)."""
+        if pid in self._fds:
+            return True
+        return self.home.pack_path(pid).is_file()
+
+    def read(self, pid: bytes, offset: int, length: int) -> bytes:
+        """Read a byte range of a local pack; FileNotFoundError if the pack is gone."""
+        fd = self._fd(pid)
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise IntegrityError(f"pack {pid.hex()[:16]} is truncated")
+        return data
+
+    def read_all(self, pid: bytes) -> bytes:
+        """The whole pack file."""
+        return self.home.pack_path(pid).read_bytes()
+
+    def write(self, pid: bytes, data: bytes) -> None:
+        """Store a pack fetched from elsewhere (temp + fsync + rename)."""
+        dest = self.home.pack_path(pid)
+        dest.parent.mkdir(exist_ok=True)
+        tmp = self.home.tmp_dir / f"fetch-{os.getpid()}-{nacl.utils.random(8).hex()}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+            fsync_dir(dest.parent)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _os_error(e, "storing a fetched pack") from None
+
+    def delete(self, pid: bytes) -> None:
+        """Remove a local pack file (no error if it is already gone)."""
+        self.forget(pid)
+        self.home.pack_path(pid).unlink(missing_ok=True)
+
+    def forget(self, pid: bytes) -> None:
+        """Close a cached descriptor."""
+        with self._lock:
+            fd = self._fds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close every descriptor."""
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
