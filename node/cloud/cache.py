@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, StorageError
 from ..store.home import HomeLock
-from ..store.index import PackRecord
 from ..store.packs import check_pack
 from ..units import parse_hash
 
@@ -63,7 +62,7 @@ def trim(cloud: Cloud, to: int | None = None) -> tuple[int, int]:
             if used <= target:
                 break
             with idx.write() as txn:
-                idx.put_pack(txn, pid, PackRecord(r.size, r.n_chunks, False, r.locations, r.created_ns))
+                idx.put_pack(txn, pid, replace(r, local=False))
             cloud.local.delete(pid)
             used -= r.size
             evicted += 1
@@ -127,8 +126,8 @@ def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:  # noqa
                 with idx.write() as txn:
                     r = idx.get_pack(pid, txn)
                     if r is not None:
-                        idx.put_pack(txn, pid, PackRecord(len(data), r.n_chunks or len(entries),
-                                                          True, r.locations, r.created_ns))
+                        idx.put_pack(txn, pid, replace(r, size=len(data), local=True,
+                                                       n_chunks=r.n_chunks or len(entries)))
                     idx.touch_pack(txn, pid)
                 fetched[0] += 1
                 fetched[1] += len(data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,8 +140,8 @@ def _repack(cloud: Cloud, pid: bytes, prec: PackRecord, live: list[tuple[bytes, 
             return False
     where = {e.chunk_id: e for e in sealed.entries}
     with idx.write() as txn:
-        idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries), True,
-                                                     tuple(sorted(placed)), time.time_ns()))
+        idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size, len(sealed.entries)
+                                                            ).with_locations(placed))
         for cid, r in live:
             e = where[cid]
             idx.put_chunk(txn, cid, ChunkRecord(sealed.pack_id, e.offset, e.stored_len, r.plain_len,

@@ -200,7 +200,8 @@ def recover(cloud: Cloud, backend: str) -> dict:
     from ..store.index import decode_chunk_table
     with idx.write() as txn:
         for pid, size, n_chunks, locs in packs.values():
-            idx.put_pack(txn, pid, PackRecord(size, n_chunks, cloud.local.has(pid), tuple(locs), time.time_ns()))
+            idx.put_pack(txn, pid, PackRecord(size, n_chunks, cloud.local.has(pid), (), time.time_ns()
+                                              ).with_locations(locs))
         for cid, pid, off, slen, plen in chunks.values():
             if pid in packs:
                 idx.put_chunk(txn, cid, ChunkRecord(pid, off, slen, plen, 0))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from mosaic.backends.errors import BackendError, NotFound
 
 from ..errors import StorageError
-from ..store.index import LOCAL, PackRecord
+from ..store.index import LOCAL
 from ..store.packs import pack_id_of
 from .hub import pack_object_name
 from .placement import BackendSpace, choose
@@ -160,8 +160,7 @@ def replicate(cloud: Cloud, exclude: str | None = None) -> tuple[int, list[str]]
                 continue
             with cloud.index.write() as txn:
                 cur = cloud.index.get_pack(pid, txn) or rec
-                cloud.index.put_pack(txn, pid, PackRecord(cur.size, cur.n_chunks, cur.local,
-                                                         tuple(sorted({*cur.locations, b})), cur.created_ns))
+                cloud.index.put_pack(txn, pid, cur.adding(b))
             sp = spaces[b]
             spaces[b] = BackendSpace(sp.name, sp.used + rec.size, sp.quota)
             added += 1
@@ -184,8 +183,7 @@ def drain(cloud: Cloud, name: str) -> tuple[int, int, list[str]]:
             errors.append(f"pack {pid.hex()[:16]} has no other copy")
             continue
         with cloud.index.write() as txn:
-            cloud.index.put_pack(txn, pid, PackRecord(rec.size, rec.n_chunks, rec.local,
-                                                     tuple(others), rec.created_ns))
+            cloud.index.put_pack(txn, pid, rec.with_locations(others))
             cloud.index.dequeue_upload(txn, pid, name)
         try:
             cloud.hub.run(cloud.hub.backends[name].delete, pack_object_name(pid))

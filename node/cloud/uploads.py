@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from mosaic.backends.errors import QuotaExceeded
 
 from ..errors import CapacityError, StorageError
-from ..store.index import PackRecord
 
 if TYPE_CHECKING:
     from .cloud import Cloud
@@ -62,8 +61,7 @@ def upload_pending(cloud: Cloud, raise_on_error: bool = True,
         with idx.write() as txn:
             rec = idx.get_pack(pid, txn)
             if rec is not None:
-                locs = tuple(sorted({*rec.locations, bname}))
-                idx.put_pack(txn, pid, PackRecord(rec.size, rec.n_chunks, rec.local, locs, rec.created_ns))
+                idx.put_pack(txn, pid, rec.adding(bname))
                 size = rec.size
             idx.dequeue_upload(txn, pid, bname)
             idx.add_event(txn, "upload", bname, size, elapsed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from ..cloud.placement import choose
@@ -69,8 +68,7 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
         raise
     copies = cloud.config.effective_copies()
     with idx.write() as txn:
-        idx.put_pack(txn, sealed.pack_id, PackRecord(sealed.size, len(sealed.entries), True, (),
-                                                     time.time_ns()))
+        idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size, len(sealed.entries)))
         for e in sealed.entries:
             idx.put_chunk(txn, e.chunk_id, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
                                                        e.plain_len, 0), overwrite=False)

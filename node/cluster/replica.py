@@ -205,11 +205,9 @@ def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) ->
         if loc is not None and loc.backends:
             prev = index.get_pack(loc.pack_id, txn)
             if prev is None:
-                index.put_pack(txn, loc.pack_id, PackRecord(0, 0, False, loc.backends, time.time_ns()))
+                index.put_pack(txn, loc.pack_id, PackRecord.hinted(loc.backends))
             elif not set(loc.backends) <= set(prev.locations):
-                index.put_pack(txn, loc.pack_id, PackRecord(
-                    prev.size, prev.n_chunks, prev.local, tuple(sorted({*prev.locations, *loc.backends})),
-                    prev.created_ns))
+                index.put_pack(txn, loc.pack_id, prev.adding(*loc.backends))
             index.put_chunk(txn, cid, ChunkRecord(loc.pack_id, loc.offset, loc.length, lengths[cid], 0),
                             overwrite=False)
             continue

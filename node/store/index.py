@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lmdb
@@ -80,6 +80,24 @@ class PackRecord:
     local: bool
     locations: tuple[str, ...]
     created_ns: int
+
+    @classmethod
+    def sealed(cls, size: int, n_chunks: int) -> PackRecord:
+        """A pack just written to the local store, not yet on any backend."""
+        return cls(size, n_chunks, True, (), time.time_ns())
+
+    @classmethod
+    def hinted(cls, locations: Iterable[str], local: bool = False) -> PackRecord:
+        """A pack known only from a location hint (size and chunk count unknown)."""
+        return cls(0, 0, local, tuple(sorted(set(locations))), time.time_ns())
+
+    def with_locations(self, locations: Iterable[str]) -> PackRecord:
+        """This record with exactly these backends (sorted, distinct)."""
+        return replace(self, locations=tuple(sorted(set(locations))))
+
+    def adding(self, *backends: str) -> PackRecord:
+        """This record with more backends."""
+        return self.with_locations({*self.locations, *backends})
 
 
 def encode_chunk_table(chunks: tuple[tuple[bytes, int], ...] | list) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mosaic.protocol.manifest_json import (
@@ -82,9 +83,8 @@ def import_(store: Store, text: str | bytes) -> dict[str, int]:
                 prev = idx.get_pack(loc.pack, txn)
                 locs = tuple(sorted(set(loc.backends) | set(prev.locations if prev else ())))
                 if prev is None or locs != prev.locations:
-                    idx.put_pack(txn, loc.pack, PackRecord(
-                        prev.size if prev else 0, prev.n_chunks if prev else 0,
-                        store.local.has(loc.pack), locs, prev.created_ns if prev else time.time_ns()))
+                    rec = prev.with_locations(locs) if prev else PackRecord.hinted(locs)
+                    idx.put_pack(txn, loc.pack, replace(rec, local=store.local.has(loc.pack)))
                 idx.put_chunk(txn, cid, ChunkRecord(loc.pack, loc.offset, loc.stored_length, n, 0), overwrite=False)
             if idx.add_manifest(txn, Manifest(f.file_id, f.size, f.created_ns, f.chunks)):
                 stats["new_files"] += 1
