@@ -11,9 +11,10 @@ setup:
 test *ARGS:
     python -m pytest -q {{ARGS}}
 
-# ruff
+# ruff and the import contracts of .importlinter
 lint:
     ruff check .
+    lint-imports
 
 # benchmarks against restic and borg on the shared corpora (builds them if missing)
 bench *ARGS:

@@ -1,20 +1,16 @@
 """What the store asks of the layers above it, declared here so the store imports none of them.
 
 The cloud layer implements `RemoteReads` (chunks that are not local come from
-backends) and `PackPlacement` (which backends a sealed pack goes to); the cluster
-layer implements `ChangeLog` (replicated, versioned writes). A store opened with
-no hooks is a purely local store.
+backends) and `PackPlacement` (which backends a sealed pack goes to). The third
+hook, `ChangeLog` (replicated, versioned writes, implemented by the cluster
+layer), is declared beside the index that calls it. A store opened with no hooks
+is a purely local store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    import lmdb
-
-    from .index import Index, Manifest
+from typing import Protocol
 
 
 class RemoteReads(Protocol):
@@ -39,22 +35,4 @@ class PackPlacement(Protocol):
 
     def backends(self) -> Iterable[str]:
         """Every backend a pack may have been queued for (used to undo a put)."""
-        ...
-
-
-class ChangeLog(Protocol):
-    """Replication's view of index writes, made in the writer's transaction."""
-
-    def log_manifest(self, index: Index, txn: lmdb.Transaction, m: Manifest) -> None:
-        """A manifest was added."""
-        ...
-
-    def log_have(self, index: Index, txn: lmdb.Transaction, fid: bytes, have: bool) -> None:
-        """This node now holds (or no longer holds) a whole file."""
-        ...
-
-    def write_names(self, index: Index, txn: lmdb.Transaction,
-                    changes: list[tuple[str, bytes | None]]
-                    ) -> list[tuple[str, bytes | None, bytes | None]]:
-        """Versioned name writes; returns (name, old, new) per real change."""
         ...

@@ -26,12 +26,12 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import lmdb
 import msgpack
 
 from ..errors import HomeError, StorageError
-from .hooks import ChangeLog
 from .namestore import NameStore
 
 SCHEMA_VERSION = 1
@@ -116,6 +116,24 @@ def _pack(obj: object) -> bytes:
 
 def _unpack(b: bytes) -> list:
     return msgpack.unpackb(b, raw=False)
+
+
+class ChangeLog(Protocol):
+    """Replication's view of index writes, made in the writer's transaction."""
+
+    def log_manifest(self, index: Index, txn: lmdb.Transaction, m: Manifest) -> None:
+        """A manifest was added."""
+        ...
+
+    def log_have(self, index: Index, txn: lmdb.Transaction, fid: bytes, have: bool) -> None:
+        """This node now holds (or no longer holds) a whole file."""
+        ...
+
+    def write_names(self, index: Index, txn: lmdb.Transaction,
+                    changes: list[tuple[str, bytes | None]]
+                    ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Versioned name writes; returns (name, old, new) per real change."""
+        ...
 
 
 class Index:

@@ -1,0 +1,1 @@
+"""The `mosaic` command line (a face: imports any layer, never another face)."""
