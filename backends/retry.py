@@ -3,7 +3,7 @@
 Every backend operation is idempotent (put overwrites atomically, delete of a
 missing object succeeds), so all of them may be retried. Delays use "full
 jitter": a uniform draw in [0, min(max_delay, base_delay * 2**attempt)].
-Errors are counted per kind so `mosaic backend ls` can show them.
+Errors are counted per kind (`error_counts()`), for tests and diagnostics.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A flat LMDB table with one row per name costs ~200 bytes a name (long shared
 path prefixes, half-full B-tree pages). Here names live in sorted blocks of up
 to BLOCK_MAX entries, each block one LMDB row keyed by its first name and
 compressed with zstd, which folds the shared prefixes away (~40 bytes a name,
-most of it the 32-byte file ID). Invariants: blocks are non-empty, sorted,
+most of it the file number the name points at). Invariants: blocks are non-empty, sorted,
 non-overlapping, and each is keyed by its first name.
 """
 
@@ -21,7 +21,7 @@ BLOCK_MAX = 512
 _cctx = zstandard.ZstdCompressor(level=3)
 _dctx = zstandard.ZstdDecompressor()
 
-Entry = tuple[str, bytes]  # (name, file_id)
+Entry = tuple[str, int]  # (name, file number; the index maps numbers to file IDs)
 
 
 def _decode(v: bytes) -> list[list]:
