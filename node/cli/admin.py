@@ -10,13 +10,25 @@ from ..api import Node
 from ..errors import NotFoundError, StorageError, UsageError
 from ..store.home import BackendConfig
 from ..units import format_size, parse_size
-from .files import home_of, open_node
+from .common import (
+    ask_passphrase,
+    check_input_file,
+    check_output_file,
+    check_output_folder,
+    daemon_status,
+    home_of,
+    home_path,
+    open_node,
+    positive_int,
+)
 from .output import Output
 
 
 def cmd_init(args: argparse.Namespace, out: Output) -> int:
     """mosaic init [--no-passphrase] [--key-file FILE] [chunk/pack/cache sizes]"""
-    from .main import ask_passphrase
+    check_output_folder(home_path(args))
+    if args.key_file:
+        check_input_file(args.key_file)
     pw = None if args.no_passphrase else ask_passphrase(confirm=True)
     if not args.no_passphrase and not pw:
         raise UsageError("no passphrase: set MOSAIC_PASSPHRASE, run on a terminal, or use --no-passphrase")
@@ -54,8 +66,10 @@ def cmd_key_export(args: argparse.Namespace, out: Output) -> int:
     h = home_of(args)
     doc = keymod.read_key_file(h.key_path)
     dest = Path(args.output)
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         raise UsageError(f"{dest} exists; not overwriting a key file")
+    check_output_file(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     keymod.write_key_file(dest, doc)
     out.line(f"key exported to {dest} ({'sealed under the node passphrase' if doc.get('sealed') else 'UNSEALED: keep it secret'})")
     out.doc({"file": str(dest), "key_id": doc.get("key_id"), "sealed": bool(doc.get("sealed"))})
@@ -127,6 +141,7 @@ def _backend_options(kind: str, args: argparse.Namespace) -> dict:
         if not args.target:
             raise UsageError("backend add dir NAME PATH")
         path = Path(args.target).expanduser().resolve()
+        check_output_folder(path)
         path.mkdir(parents=True, exist_ok=True)
         opts["path"] = str(path)
     elif kind == "s3":
@@ -149,6 +164,7 @@ def _backend_options(kind: str, args: argparse.Namespace) -> dict:
             raise UsageError("backend add rclone NAME REMOTE:PATH [--rclone-config FILE]")
         opts["remote"] = args.target
         if args.rclone_config:
+            check_input_file(Path(args.rclone_config).expanduser())
             opts["config_path"] = str(Path(args.rclone_config).expanduser().resolve())
     if args.quota:
         opts["quota"] = parse_size(args.quota)
@@ -268,7 +284,6 @@ def _backend_rows(args: argparse.Namespace, cfg) -> list[dict]:  # noqa: ANN001
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
     """mosaic status [HASH|NAME]: daemon, pending uploads, rates, errors; or where a file is."""
     from ..cloud.repair import status
-    from .peers import daemon_status
     with open_node(args) as node:
         if args.ref:
             from ..store.verify import file_stat
@@ -320,9 +335,8 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
     with open_node(args) as node:
         if args.parallel:
             node.store.config = replace(node.config, upload_parallel=args.parallel)
-        bar = out.progress(None, "upload")
-        n, errors = upload_pending(node.cloud, raise_on_error=False, progress=bar)
-        bar.finish()
+        with out.progress(_queued_bytes(node) if out.drawing else None, "upload") as bar:
+            n, errors = upload_pending(node.cloud, raise_on_error=False, progress=bar)
         if n:
             node.save_index_copy()
     for e in errors:
@@ -330,6 +344,15 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
     out.line(f"uploaded {n} packs" + (f"; {len(errors)} failed (still queued)" if errors else ""))
     out.doc({"uploaded": n, "errors": errors})
     return 0 if not errors else 5
+
+
+def _queued_bytes(node: Node) -> int:
+    """The bytes `mosaic upload` sends: each queued pack once per backend it goes to."""
+    configured = {b.name for b in node.config.backends}
+    idx = node.index
+    with idx.read() as txn:
+        recs = [idx.get_pack(p, txn) for p, b in idx.iter_uploads(txn) if b in configured]
+    return sum(r.size for r in recs if r is not None)
 
 
 def cmd_repair(args: argparse.Namespace, out: Output) -> int:
@@ -349,6 +372,8 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     """mosaic recover --from NAME: rebuild this (empty) node's index from a backend."""
     from ..cloud.indexlog import recover
+    if not any(b.name == args.source for b in home_of(args).read_config().backends):
+        raise NotFoundError(f"no backend named {args.source} (add it first with `mosaic backend add`)")
     with open_node(args) as node:
         res = recover(node.cloud, args.source)
     out.line(f"recovered {res['files']} files, {res['names']} names, {res['packs']} packs "
@@ -468,7 +493,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", nargs="?", metavar="HASH|NAME")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("upload", help="send queued uploads now")
-    p.add_argument("--parallel", type=int, metavar="N")
+    p.add_argument("--parallel", type=positive_int, metavar="N")
     p.set_defaults(func=cmd_upload)
     p = sub.add_parser("repair", help="restore missing or corrupt copies from healthy ones")
     p.set_defaults(func=cmd_repair)

@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from pathlib import Path
 
 from ..api import Node
 from ..errors import MosaicError, NotFoundError, UsageError
-from ..store.home import Home, check_name, default_home
+from ..store.home import check_name
 from ..store.outfile import write_atomically
 from ..units import format_size
+from .common import (
+    check_output_file,
+    check_output_folder,
+    input_error,
+    nonneg_int,
+    open_node,
+    positive_int,
+    read_input,
+)
 from .output import Output
-
-
-def home_of(args: argparse.Namespace) -> Home:
-    """The initialised node home named by --home (or the default); HomeError if none."""
-    h = Home(Path(args.home) if args.home else default_home())
-    h.require()
-    return h
-
-
-def open_node(args: argparse.Namespace) -> Node:
-    """Open the node named by --home, asking for the passphrase if the key is sealed."""
-    from ..store import keys as keymod
-    from .main import ask_passphrase
-    h = home_of(args)
-    doc = keymod.read_key_file(h.key_path)
-    pw = ask_passphrase() if keymod.is_sealed(doc) else None
-    return Node.open(h.root, passphrase=pw)
 
 
 def _walk(root: Path, warn: list[str]) -> list[Path]:
@@ -64,6 +57,8 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
                 rel = f.relative_to(p).as_posix()
                 jobs.append((f, f"{base}/{rel}" if base else check_name(rel)))
         elif p.exists():
+            if stat.S_ISSOCK(p.stat().st_mode):
+                raise UsageError(f"{raw} is not a regular file (a socket)")
             jobs.append((p, check_name(args.name or raw)))
         else:
             raise NotFoundError(f"no such file: {raw}")
@@ -73,16 +68,21 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
         if args.parallel:
             from dataclasses import replace
             node.store.config = replace(node.config, upload_parallel=args.parallel)
-        bar = out.progress(total or None, "put")
-        with node.ingest(bar, wait=not args.no_wait) as s:
+        with out.progress(total or None, "put") as bar, \
+                node.ingest(bar, wait=not args.no_wait) as s:
             for src, name in jobs:
                 try:
                     s.put_source(sys.stdin.buffer if src == "-" else src, name)
                 except (NotFoundError, UsageError) as e:
                     failed.append(e)
                     warn.append(str(e))
+                except OSError as e:  # opening this input failed: the others go on
+                    if e.filename is None or os.fsdecode(e.filename) != str(src):
+                        raise
+                    err = input_error(e, src)
+                    failed.append(err)
+                    warn.append(str(err))
         rows = s.results
-        bar.finish()
     for w in warn:
         sys.stderr.write(f"mosaic: warning: {w}\n")
     for r in rows:
@@ -115,10 +115,11 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
                 raise NotFoundError(f"no names under {args.ref}")
             prefix = check_name(args.ref)
             dest = Path(args.dest)
-            bar = out.progress(sum(e.size for e in entries), "get")
-            node.get_many([(e.file_id.hex(), dest / (e.name[len(prefix):].lstrip("/") or Path(e.name).name))
-                           for e in entries], bar)
-            bar.finish()
+            check_output_folder(dest)
+            with out.progress(sum(e.size for e in entries), "get") as bar:
+                node.get_many([(e.file_id.hex(),
+                                dest / (e.name[len(prefix):].lstrip("/") or Path(e.name).name))
+                               for e in entries], bar)
             out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
             return 0
         m = node.resolve(args.ref)
@@ -132,9 +133,10 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
             base = Path(check_name(args.ref)).name if not _is_hash(args.ref) else (
                 Path(names[0]).name if names else m.file_id.hex())
             dest = dest / base
-        bar = out.progress(m.size if args.length is None else args.length, "get")
-        n = node.get(m.file_id.hex(), dest, args.offset or 0, args.length, bar)
-        bar.finish()
+        check_output_file(dest)
+        size = max(0, m.size - (args.offset or 0))
+        with out.progress(size if args.length is None else min(size, args.length), "get") as bar:
+            n = node.get(m.file_id.hex(), dest, args.offset or 0, args.length, bar)
         out.doc({"hash": m.file_id.hex(), "dest": str(dest), "bytes": n})
     return 0
 
@@ -220,6 +222,36 @@ def _fids(node: Node, refs: list[str], all_: bool) -> list[bytes] | None:
     return [node.resolve(r).file_id for r in refs]
 
 
+def _bytes_of(node: Node, fids: list[bytes] | None) -> int:
+    """The total size of these files (all if None): what verify reads."""
+    idx = node.index
+    with idx.read() as txn:
+        ids = list(idx.iter_manifest_ids(txn)) if fids is None else fids
+        return sum(m.size for m in (idx.get_manifest(f, txn) for f in ids) if m is not None)
+
+
+def _bytes_to_fetch(node: Node, fids: list[bytes] | None) -> int | None:
+    """The stored bytes of the packs these files need that are not local (what warm
+    fetches); None if some pack's size is not known yet."""
+    idx, seen, total = node.index, set(), 0
+    with idx.read() as txn:
+        ids = list(idx.iter_manifest_ids(txn)) if fids is None else fids
+        for fid in ids:
+            m = idx.get_manifest(fid, txn)
+            for cid, _ in m.chunks if m else ():
+                r = idx.get_chunk(cid, txn)
+                if r is None or r.pack_id in seen:
+                    continue
+                seen.add(r.pack_id)
+                if node.cloud.local.has(r.pack_id):
+                    continue
+                p = idx.get_pack(r.pack_id, txn)
+                if p is None or not p.size:
+                    return None
+                total += p.size
+    return total
+
+
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     """mosaic verify [REF...|--all] [--backends [--sample FRACTION]]"""
     from ..store.verify import verify
@@ -227,9 +259,9 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     problems = 0
     with open_node(args) as node:
         if args.refs or args.all or not args.backends:
-            bar = out.progress(None, "verify")
-            rep = verify(node.store, _fids(node, args.refs, args.all), bar)
-            bar.finish()
+            fids = _fids(node, args.refs, args.all)
+            with out.progress(_bytes_of(node, fids) if out.drawing else None, "verify") as bar:
+                rep = verify(node.store, fids, bar)
             for e in rep.errors:
                 sys.stderr.write(f"mosaic: verify: {e}\n")
             out.line(f"verified {rep.files} files, {format_size(rep.bytes)}: "
@@ -260,6 +292,8 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
     """mosaic export [REF...|--all] [-o FILE]"""
     from ..store.transfer import export
+    if args.output and args.output != "-":
+        check_output_file(Path(args.output))
     with open_node(args) as node:
         fids = _fids(node, args.refs, args.all)
         text = export(node.store, None if fids is None else [f.hex() for f in fids])
@@ -274,13 +308,7 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
 def cmd_import(args: argparse.Namespace, out: Output) -> int:
     """mosaic import FILE|-"""
     from ..store.transfer import import_
-    if args.file == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(args.file).read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"no such file: {args.file}") from None
+    data = read_input(args.file)
     with open_node(args) as node:
         stats = import_(node.store, data)
         node.save_index_copy()
@@ -295,9 +323,8 @@ def cmd_warm(args: argparse.Namespace, out: Output) -> int:
     from ..cloud.cache import warm
     with open_node(args) as node:
         fids = _fids(node, args.refs, args.all)
-        bar = out.progress(None, "warm")
-        res = warm(node.cloud, None if fids is None else [f.hex() for f in fids], bar)
-        bar.finish()
+        with out.progress(_bytes_to_fetch(node, fids) if out.drawing else None, "warm") as bar:
+            res = warm(node.cloud, None if fids is None else [f.hex() for f in fids], bar)
     out.line(f"{res['files']} files: cached {res['cached_before']:.1%} -> {res['cached_after']:.1%} "
              f"({res['packs_fetched']} packs, {format_size(res['bytes_fetched'])} fetched)")
     out.doc(res)
@@ -312,14 +339,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="the name to record (with -r: the folder's name)")
     p.add_argument("--no-wait", action="store_true",
                    help="return once stored locally; uploads stay queued (`mosaic upload`)")
-    p.add_argument("--parallel", type=int, metavar="N", help="parallel uploads (default 8)")
+    p.add_argument("--parallel", type=positive_int, metavar="N",
+                   help="parallel uploads (default 8)")
     p.set_defaults(func=cmd_put)
     p = sub.add_parser("get", help="write a file's exact bytes to DEST or stdout")
     p.add_argument("ref", metavar="HASH|NAME")
     p.add_argument("dest", nargs="?", metavar="DEST|-")
     p.add_argument("-r", "--recursive", action="store_true", help="restore every name under a prefix")
-    p.add_argument("--offset", type=_nonneg, default=0)
-    p.add_argument("--length", type=_nonneg, default=None)
+    p.add_argument("--offset", type=nonneg_int, default=0)
+    p.add_argument("--length", type=nonneg_int, default=None)
     p.set_defaults(func=cmd_get)
     p = sub.add_parser("cat", help="write a file to stdout")
     p.add_argument("ref", metavar="HASH|NAME")
@@ -359,13 +387,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("refs", nargs="*", metavar="HASH|NAME")
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=cmd_warm)
-
-
-def _nonneg(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return v

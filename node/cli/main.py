@@ -3,49 +3,54 @@
 from __future__ import annotations
 
 import argparse
-import getpass
+import errno
 import logging
 import os
 import sys
 from collections.abc import Callable
 
-from ..errors import MosaicError, UsageError
+from ..errors import MosaicError
+from . import admin as cli_admin
+from . import files as cli_files
+from . import peers as cli_peers
+from .common import add_global_options, command_parsers
 from .output import Output
 
-PASS_ENV = "MOSAIC_PASSPHRASE"
+DISTRIBUTION = "mosaic-store"
+
+# OSErrors that no command turned into a Mosaic error: a path of the wrong kind is bad
+# input (2); everything else (disk full, I/O error, ...) is a storage error (5).
+_BAD_PATH = {errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENXIO, errno.ENODEV,
+             errno.ELOOP, errno.ENAMETOOLONG}
 
 
-def ask_passphrase(confirm: bool = False) -> str | None:
-    """The passphrase from $MOSAIC_PASSPHRASE, or a terminal prompt; None if neither."""
-    env = os.environ.get(PASS_ENV)
-    if env is not None:
-        return env
-    if not sys.stdin.isatty():
-        return None
-    p = getpass.getpass("Passphrase: ")
-    if confirm and getpass.getpass("Repeat passphrase: ") != p:
-        raise UsageError("passphrases do not match")
-    return p
+def version() -> str:
+    """The installed distribution's version, or "unknown" (running from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser."""
-    from . import admin as cli_admin
-    from . import files as cli_files
-    from . import peers as cli_peers
+    """The full argument parser.
+
+    The global options (--home, --json, -q) are accepted before the command word and
+    after it, on every command and sub-command; the later one wins.
+    """
     p = argparse.ArgumentParser(prog="mosaic", description="Content-addressed, deduplicating, "
                                 "encrypted storage node.")
-    p.add_argument("--home", help="node home (default: $MOSAIC_HOME or ~/.local/share/mosaic)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress or messages")
+    add_global_options(p, top=True)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
     cli_admin.register(sub)
     cli_files.register(sub)
     cli_peers.register(sub)
+    for cp in command_parsers(p):
+        add_global_options(cp)
     return p
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(json_mode=args.json, quiet=args.quiet)
+    if args.version:
+        out.line(f"mosaic {version()}")
+        out.doc({"program": "mosaic", "distribution": DISTRIBUTION, "version": version()})
+        return 0
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND")
     logging.basicConfig(format="mosaic: %(levelname)s: %(message)s",
                         level=logging.ERROR if args.quiet else logging.WARNING)
     func: Callable[[argparse.Namespace, Output], int | None] = args.func
@@ -60,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         rc = func(args, out)
         return int(rc or 0)
     except MosaicError as e:
+        out.close()
         _fail(out, str(e), e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
+        out.close()
         _fail(out, "interrupted", 130)
         return 130
     except BrokenPipeError:
@@ -72,16 +85,20 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     except OSError as e:
-        code = 5
-        msg = "disk full" if e.errno == 28 else (e.strerror or str(e))
+        out.close()
+        code = 2 if e.errno in _BAD_PATH else 5
+        msg = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         _fail(out, f"{msg}{where}", code)
         return code
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        out.close()
         if os.environ.get("MOSAIC_DEBUG"):
             raise
         _fail(out, f"internal error: {type(e).__name__}: {e} (set MOSAIC_DEBUG=1 for details)", 70)
         return 70
+    finally:
+        out.close()
 
 
 def _fail(out: Output, msg: str, code: int) -> None:

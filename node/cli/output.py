@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..units import format_size
+if TYPE_CHECKING:
+    from .bar import RichBar
 
 
 class Output:
@@ -16,6 +16,7 @@ class Output:
     def __init__(self, json_mode: bool = False, quiet: bool = False, stream: TextIO | None = None):
         self.json_mode, self.quiet = json_mode, quiet
         self.stream = stream or sys.stdout
+        self._bars: list[Progress] = []
 
     def line(self, text: str) -> None:
         """A plain result line (suppressed in --json mode)."""
@@ -33,45 +34,57 @@ class Output:
             json.dump(obj, self.stream, indent=2, sort_keys=False)
             self.stream.write("\n")
 
+    @property
+    def drawing(self) -> bool:
+        """True if progress bars are drawn: stderr is a terminal, and neither -q nor --json."""
+        return not self.quiet and not self.json_mode and sys.stderr.isatty()
+
     def progress(self, total: int | None, label: str) -> Progress:
-        """A progress bar on stderr when it is a terminal and output is not quiet/json."""
-        enabled = sys.stderr.isatty() and not self.quiet and not self.json_mode
-        return Progress(total, label, enabled)
+        """A byte-count progress bar on stderr (drawn only if `drawing`).
+
+        Call it with each number of bytes done; `finish()` (or leaving a `with`
+        block) ends it. Without a terminal nothing at all is written.
+        """
+        bar = Progress(total, label, self.drawing)
+        if bar.enabled:
+            self._bars.append(bar)
+        return bar
+
+    def close(self) -> None:
+        """End any bar still drawn (a command that failed half way)."""
+        while self._bars:
+            self._bars.pop().finish()
 
 
 class Progress:
-    """A byte-count progress bar, redrawn at most 10 times a second."""
+    """A progress callback: counts bytes, and draws a rich bar on stderr if enabled."""
 
     def __init__(self, total: int | None, label: str, enabled: bool):
-        self.total, self.label, self.enabled = total, label, enabled
+        self.total, self.label = total, label
         self.done = 0
-        self.start = time.monotonic()
-        self._last = 0.0
+        self._bar: RichBar | None = None
+        if enabled:
+            from .bar import RichBar
+            self._bar = RichBar(label, total or None, sys.stderr)
+
+    @property
+    def enabled(self) -> bool:
+        """True while a bar is drawn."""
+        return self._bar is not None
 
     def __call__(self, n: int) -> None:
         self.done += n
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last >= 0.1:
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.start, 1e-6)
-        if self.total:
-            frac = min(1.0, self.done / self.total)
-            bar = "#" * int(frac * 30)
-            text = (f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% {format_size(self.done)}"
-                    f" / {format_size(self.total)}  {format_size(rate)}/s ")
-        else:
-            text = f"\r{self.label} {format_size(self.done)}  {format_size(rate)}/s "
-        sys.stderr.write(text)
-        sys.stderr.flush()
+        if self._bar is not None:
+            self._bar.update(self.done)
 
     def finish(self) -> None:
-        """Draw the final state and end the line."""
-        if self.enabled:
-            self._draw(time.monotonic())
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        """Draw the final state and end the line (once; later calls do nothing)."""
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close(self.done)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 from ..errors import MosaicError, NotFoundError, UsageError
-from ..store.home import Home
-from .files import home_of, open_node
+from .common import ask_passphrase, daemon_alive, home_of, open_node
 from .output import Output
 
 
@@ -21,7 +18,6 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
 
     from ..cluster import daemon
     from ..store.keys import is_sealed, read_key_file
-    from .main import ask_passphrase
     h = home_of(args)
     pw = ask_passphrase() if is_sealed(read_key_file(h.key_path)) else None
     level = logging.WARNING if args.quiet else logging.INFO
@@ -87,7 +83,7 @@ def cmd_peer(args: argparse.Namespace, out: Output) -> int:
         for pid, rec in sorted(peers.all().items()):
             lag = rec.get("lag")
             rows.append({"node_id": format_node_id(pid), "addr": rec.get("addr"),
-                         "connected": bool(rec.get("connected")) and _daemon_alive(node.home),
+                         "connected": bool(rec.get("connected")) and daemon_alive(node.home),
                          "last_seen": rec.get("last_seen") or None, "error": rec.get("error"),
                          "lag_entries": lag})
     for r in rows:
@@ -99,15 +95,6 @@ def cmd_peer(args: argparse.Namespace, out: Output) -> int:
                  + (f"  ({r['error']})" if r["error"] and not r["connected"] else ""))
     out.doc(rows)
     return 0
-
-
-def _daemon_alive(home: Home) -> bool:
-    try:
-        doc = json.loads((home.root / "daemon.json").read_text())
-        os.kill(int(doc["pid"]), 0)
-        return True
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 def cmd_pin(args: argparse.Namespace, out: Output) -> int:
@@ -126,16 +113,6 @@ def cmd_pin(args: argparse.Namespace, out: Output) -> int:
     out.line(f"pinned {len(fids)} files ({res['cached_after']:.0%} local)")
     out.doc({"pinned": [f.hex() for f in fids], **res})
     return 0
-
-
-def daemon_status(home: Home) -> dict:
-    """Whether a daemon runs on this home, where it listens, and since when."""
-    try:
-        doc = json.loads((home.root / "daemon.json").read_text())
-    except (OSError, ValueError):
-        return {"running": False}
-    doc["running"] = _daemon_alive(home)
-    return doc
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,209 @@
+"""What the CLI's command modules share: global options, the passphrase, the node
+home, the daemon's state, and checks on the paths a user names.
+
+The command modules (admin, files, peers) import this module and output.py,
+never each other; main.py imports them all. So the CLI's imports form no circle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import getpass
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+from ..api import Node
+from ..errors import MosaicError, NotFoundError, StorageError, UsageError
+from ..store.home import Home, default_home
+
+PASS_ENV = "MOSAIC_PASSPHRASE"
+
+
+# ---- global options ----------------------------------------------------------------------
+
+def add_global_options(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """--home, --json and -q/--quiet on `p`.
+
+    On the top parser they have their defaults; on every command's parser they
+    default to SUPPRESS, so a value given after the command word replaces the one
+    given before it, and one not given there leaves it alone.
+    """
+    kw: dict = {} if top else {"default": argparse.SUPPRESS}
+    g = p.add_argument_group("global options") if not top else p
+    g.add_argument("--home", metavar="DIR",
+                   help="node home (default: $MOSAIC_HOME or ~/.local/share/mosaic)", **kw)
+    g.add_argument("--json", action="store_true", help="machine-readable output", **kw)
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress or messages", **kw)
+
+
+def command_parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below `p`: commands and their sub-commands (each once)."""
+    found: dict[int, argparse.ArgumentParser] = {}
+    todo = [p]
+    while todo:
+        for action in todo.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sp in action.choices.values():
+                    if id(sp) not in found:
+                        found[id(sp)] = sp
+                        todo.append(sp)
+    return list(found.values())
+
+
+def positive_int(s: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return v
+
+
+def nonneg_int(s: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+# ---- passphrase and node home ------------------------------------------------------------
+
+def ask_passphrase(confirm: bool = False) -> str | None:
+    """The passphrase from $MOSAIC_PASSPHRASE, or a terminal prompt; None if neither."""
+    env = os.environ.get(PASS_ENV)
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        return None
+    p = getpass.getpass("Passphrase: ")
+    if confirm and getpass.getpass("Repeat passphrase: ") != p:
+        raise UsageError("passphrases do not match")
+    return p
+
+
+def home_path(args: argparse.Namespace) -> Path:
+    """The node home named by --home, or the default one."""
+    return Path(args.home) if args.home else default_home()
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    """The initialised node home named by --home (or the default); HomeError if none."""
+    h = Home(home_path(args))
+    h.require()
+    return h
+
+
+def open_node(args: argparse.Namespace) -> Node:
+    """Open the node named by --home, asking for the passphrase if the key is sealed."""
+    from ..store import keys as keymod
+    h = home_of(args)
+    doc = keymod.read_key_file(h.key_path)
+    pw = ask_passphrase() if keymod.is_sealed(doc) else None
+    return Node.open(h.root, passphrase=pw)
+
+
+def daemon_alive(home: Home) -> bool:
+    """True if the daemon recorded in HOME/daemon.json is still running."""
+    try:
+        doc = json.loads((home.root / "daemon.json").read_text())
+        os.kill(int(doc["pid"]), 0)
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def daemon_status(home: Home) -> dict:
+    """Whether a daemon runs on this home, where it listens, and since when."""
+    try:
+        doc = json.loads((home.root / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return {"running": False}
+    doc["running"] = daemon_alive(home)
+    return doc
+
+
+# ---- paths the user names ----------------------------------------------------------------
+# A file or folder named on the command line that is missing is "not found" (1); one of
+# the wrong kind (a folder for a file, a socket, a file in the way of a folder) or one
+# the user may not read or write is bad input (2); a read that fails is a storage
+# error (5). Errors inside the node home keep their own codes.
+
+_WRONG_KIND = {errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.ELOOP, errno.ENAMETOOLONG,
+               errno.EEXIST, errno.EOPNOTSUPP}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def input_error(e: OSError, name: str | os.PathLike) -> MosaicError:
+    """The Mosaic error for an OSError on opening or reading the user's input `name`."""
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFoundError(f"no such file: {name}")
+    if e.errno == errno.EISDIR:
+        return UsageError(f"{name} is a directory, not a file")
+    if e.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+        return UsageError(f"{name} is not a regular file (a socket or device)")
+    if e.errno in _DENIED:
+        return UsageError(f"permission denied: {name}")
+    if e.errno in _WRONG_KIND:
+        return UsageError(f"cannot open {name}: {e.strerror or e}")
+    return StorageError(f"cannot read {name}: {e.strerror or e}")
+
+
+def read_input(raw: str) -> bytes:
+    """The bytes of the input file the user named (`-`: standard input)."""
+    if raw == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(raw).read_bytes()
+    except OSError as e:
+        raise input_error(e, raw) from None
+
+
+def check_input_file(raw: str | os.PathLike) -> Path:
+    """`raw` names a readable file (a regular one, or a pipe or device to read)."""
+    p = Path(raw)
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise input_error(e, raw) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{raw} is a directory, not a file")
+    if stat.S_ISSOCK(st.st_mode):
+        raise UsageError(f"{raw} is not a regular file (a socket)")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"permission denied: {raw}")
+    return p
+
+
+def _nearest_existing(p: Path) -> Path:
+    for a in (p, *p.parents):
+        if a.exists() or a.is_symlink():
+            return a
+    return Path(".")  # pragma: no cover - "/" always exists
+
+
+def check_output_file(dest: Path) -> None:
+    """`dest` can be created or replaced: it is not a folder, no file stands where a
+    folder above it must be, and the nearest existing folder is writable."""
+    if dest.is_dir():
+        raise UsageError(f"{dest} is a directory")
+    check_output_folder(dest.parent)
+
+
+def check_output_folder(folder: Path) -> None:
+    """`folder` is a folder, or can be made one, and can be written in: UsageError if
+    a file stands in the way or the nearest existing folder is not writable."""
+    a = _nearest_existing(folder)
+    if not a.is_dir():
+        raise UsageError(f"{a} exists and is not a folder")
+    if not os.access(a, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write in {a} (permission denied or read-only)")
