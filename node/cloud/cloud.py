@@ -1,8 +1,10 @@
 """`Cloud`: a store and the backends its packs fan out to.
 
-It starts the backend hub on first use, knows how much of each backend this
-node's packs fill, and serves the store's `RemoteReads` hook (chunks that are not
-local are read from the backends that hold their pack, best first).
+It uses a backend hub: the one it is given (the daemon opens it on its own
+trio loop), or else one it starts on first use in a helper thread (the CLI and
+the API). It knows how much of each backend this node's packs fill, and serves
+the store's `RemoteReads` hook (chunks that are not local are read from the
+backends that hold their pack, best first).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 
 from mosaic.backends.errors import BackendError, NotFound
 
+from ..errors import StorageError
 from ..store.home import Config, Home
 from ..store.index import Index
 from ..store.keys import Keys
@@ -31,11 +34,14 @@ def _quota(options: dict) -> int | None:
 
 
 class Cloud:
-    """The fan-out layer over one store. Closing it stops the hub, not the store."""
+    """The fan-out layer over one store. Closing it stops the hub it started, not the store
+    (nor a hub it was given: its opener closes that)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, hub: BackendHub | None = None):
         self.store = store
-        self._hub: BackendHub | None = None
+        self._hub = hub
+        self._own_hub = False
+        self._given_hub = hub is not None
         self._hub_lock = threading.Lock()
         store.remote = self
 
@@ -61,21 +67,27 @@ class Cloud:
         return self.store.config
 
     def close(self) -> None:
-        """Stop the backend hub (if it was started)."""
-        if self._hub is not None:
-            self._hub.close()
-            self._hub = None
+        """Stop the backend hub if this cloud started it."""
+        with self._hub_lock:
+            hub, self._hub = self._hub, None
+            if hub is not None and self._own_hub:
+                hub.close()
         if self.store.remote is self:
             self.store.remote = None
 
     @property
     def hub(self) -> BackendHub | None:
-        """The backend hub (started on first use); None without backends."""
-        if self._hub is None and self.store.config.backends:
+        """The backend hub (the given one, or one started on first use); None without backends."""
+        if not self.store.config.backends:
+            return None
+        if self._hub is None:
             with self._hub_lock:
                 if self._hub is None:
+                    if self._given_hub:
+                        raise StorageError("the backends were closed")
                     self._hub = BackendHub(self.store.config.backends,
                                            load_secrets(self.store.home, self.store.keys))
+                    self._own_hub = True
         return self._hub
 
     def backend_spaces(self) -> dict[str, BackendSpace]:

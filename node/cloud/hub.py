@@ -1,16 +1,27 @@
-"""The node's side of its backends: a trio loop in a helper thread, uploads and fetches.
+"""The node's side of its backends: the trio loop that owns them, uploads and fetches.
 
-Backends are async (trio). The node's API is synchronous, so the node runs one
-trio event loop in a background thread (`BackendHub`) that owns every backend
-connection, and calls into it with `trio.from_thread.run`. The daemon, which
-runs inside trio already, can use the backends directly.
+Backends are async (trio); most of the engine is synchronous. A `BackendHub`
+owns every backend connection on one trio loop, and synchronous code (always in
+a plain or worker thread, never on that loop's own thread) calls into it with
+`trio.from_thread.run` and the loop's token. There is one such loop per process:
+
+- the CLI and the API start the hub's own loop in a helper thread named
+  "mosaic-backends" (`BackendHub(configs, secrets)`);
+- the daemon, which runs a trio loop already, opens the hub on that loop
+  (`async with BackendHub.running(configs, secrets) as hub:`), and the engine
+  code it runs in worker threads calls back into it the same way.
+
+While an in-loop hub runs, starting a helper-thread hub in the same process
+raises RuntimeError: a second loop would hold a second set of connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
@@ -24,6 +35,11 @@ from ..store.home import BackendConfig
 
 T = TypeVar("T")
 FAILURE_PENALTY_S = 30.0  # a failed read ranks its backend behind every working one
+CLOSE_TIMEOUT_S = 10.0
+THREAD_NAME = "mosaic-backends"  # also the OS thread name (/proc/PID/task/TID/comm)
+
+_in_loop_lock = threading.Lock()
+_in_loop_hubs = 0  # hubs open on a caller's trio loop in this process right now
 
 
 def pack_object_name(pid: bytes) -> str:
@@ -32,26 +48,118 @@ def pack_object_name(pid: bytes) -> str:
     return f"packs/{h[:2]}/{h}"
 
 
-class BackendHub:
-    """A trio loop in a helper thread that owns the configured backends."""
+class HubClosed(BackendError):
+    """The hub was closed (or is closing) before or during the call."""
 
-    def __init__(self, configs: tuple[BackendConfig, ...], secrets: dict[str, dict], parallel: int = 8):
+
+def _refuse_second_loop() -> None:
+    """RuntimeError if a helper-thread hub would be a second trio loop (or block one)."""
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("a helper-thread BackendHub cannot start on a trio loop's thread: "
+                           "open it on that loop with `BackendHub.running`")
+    if _in_loop_hubs:
+        raise RuntimeError("this process already owns its backends on a trio loop "
+                           "(BackendHub.running): use that hub, not a second loop")
+
+
+def _name_os_thread(name: str) -> None:
+    """Show the calling thread's name in ps/top and /proc (Linux; elsewhere nothing)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])
+
+
+def _limiters(parallel: int) -> tuple[trio.CapacityLimiter, trio.CapacityLimiter]:
+    """(jobs at once, worker threads for their loaders and callbacks) of one batch.
+
+    The threads are not the loop's default limiter's: in the daemon, the thread that
+    called the batch holds one of those, and so may every other worker thread; a batch
+    must never wait for them."""
+    return trio.CapacityLimiter(parallel), trio.CapacityLimiter(parallel)
+
+
+class BackendHub:
+    """The configured backends, owned by one trio loop (a helper thread's, or the caller's)."""
+
+    def __init__(self, configs: tuple[BackendConfig, ...], secrets: dict[str, dict],
+                 parallel: int = 8, *, _helper_thread: bool = True):
+        """Open the backends on a new trio loop in a helper thread (see `running` for the
+        daemon's mode). RuntimeError inside a trio loop or beside an in-loop hub."""
         self.configs = configs
         self.secrets = secrets
         self.parallel = parallel
         self.backends: dict[str, Backend] = {}
         self._latency: dict[str, float] = {}
         self._token: trio.lowlevel.TrioToken | None = None
+        self._calls: set[trio.CancelScope] = set()  # calls in flight (touched on the loop only)
+        self._closing = False
+        self._thread: threading.Thread | None = None
         self._stop: trio.Event | None = None
+        if not _helper_thread:
+            return
+        _refuse_second_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._thread_main, name="mosaic-backends", daemon=True)
+        self._thread = threading.Thread(target=self._thread_main, name=THREAD_NAME, daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
             raise self._error
 
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, configs: tuple[BackendConfig, ...], secrets: dict[str, dict],
+                      parallel: int = 8) -> AsyncIterator[BackendHub]:
+        """Open the backends on the running trio loop for the length of the block.
+
+        Synchronous code in other threads (`trio.to_thread.run_sync` workers) uses the
+        hub as usual; its calls run as tasks of this loop. On exit, calls still in
+        flight fail with HubClosed and the backends are closed."""
+        global _in_loop_hubs
+        hub = cls(configs, secrets, parallel, _helper_thread=False)
+        try:
+            hub._open()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await hub._close_backends()
+            raise
+        hub._token = trio.lowlevel.current_trio_token()
+        with _in_loop_lock:
+            _in_loop_hubs += 1
+        try:
+            yield hub
+        finally:
+            with _in_loop_lock:
+                _in_loop_hubs -= 1
+            hub.stop()
+            with trio.CancelScope(shield=True):
+                await hub._close_backends()
+
+    @property
+    def in_loop(self) -> bool:
+        """Whether the hub runs on its opener's loop (the daemon) rather than a helper thread."""
+        return self._thread is None
+
+    def _open(self) -> None:
+        try:
+            for c in self.configs:
+                inner = open_backend(c.kind, c.name, dict(c.options), self.secrets.get(c.name))
+                # Few, quick retries: a read has other copies to try, and the upload
+                # queue retries later anyway.
+                self.backends[c.name] = RetryingBackend(inner, attempts=2, max_delay=1.0)
+        except BackendError as e:
+            raise StorageError(f"cannot open backend: {e}") from None
+
+    async def _close_backends(self) -> None:
+        for b in self.backends.values():
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await b.close()
+
     def _thread_main(self) -> None:
+        _name_os_thread(THREAD_NAME)
         try:
             trio.run(self._main)
         except BaseException as e:  # noqa: BLE001 - reported to the opener
@@ -62,31 +170,50 @@ class BackendHub:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
         try:
-            for c in self.configs:
-                inner = open_backend(c.kind, c.name, dict(c.options), self.secrets.get(c.name))
-                # Few, quick retries: a read has other copies to try, and the upload
-                # queue retries later anyway.
-                self.backends[c.name] = RetryingBackend(inner, attempts=2, max_delay=1.0)
-        except BackendError as e:
-            self._error = StorageError(f"cannot open backend: {e}")
+            self._open()
+        except StorageError as e:
+            self._error = e
             self._ready.set()
+            await self._close_backends()
             return
         self._ready.set()
         await self._stop.wait()
-        for b in self.backends.values():
-            with trio.move_on_after(10):
-                await b.close()
+        self.stop()
+        await self._close_backends()
+
+    async def _call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run one call on the hub's loop, cancelled (HubClosed) if the hub stops."""
+        if self._closing:
+            raise HubClosed("the backends are closed")
+        scope = trio.CancelScope()
+        self._calls.add(scope)
+        try:
+            with scope:
+                return await afn(*args)
+        finally:
+            self._calls.discard(scope)
+        raise HubClosed("the backends were closed during the call")
 
     def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run an async function on the hub's loop from a plain thread."""
-        assert self._token is not None
-        return trio.from_thread.run(afn, *args, trio_token=self._token)
+        """Run an async function on the hub's loop from a plain or worker thread (not the loop's)."""
+        if self._token is None:
+            raise HubClosed("the backends are not open")
+        return trio.from_thread.run(self._call, afn, *args, trio_token=self._token)
+
+    def stop(self) -> None:
+        """On the hub's loop: fail new calls and cancel those in flight (each raises HubClosed)."""
+        self._closing = True
+        for scope in list(self._calls):
+            scope.cancel()
 
     def close(self) -> None:
-        """Close every backend and stop the loop."""
-        if self._token is not None and self._stop is not None and self._thread.is_alive():
-            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-            self._thread.join(timeout=30)
+        """Stop a helper-thread hub: cancel its calls, close every backend, end its loop.
+        (An in-loop hub closes when its `running` block ends.)"""
+        t = self._thread
+        if t is not None and self._token is not None and self._stop is not None and t.is_alive():
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            t.join(timeout=30)
 
     # ---- operations --------------------------------------------------------
     def latency(self, backend: str) -> float:
@@ -113,24 +240,26 @@ class BackendHub:
                  parallel: int | None = None) -> None:
         """Upload packs in parallel: each job is (backend, pack_id, loader of the bytes).
 
-        `done(backend, pack_id, error)` is called from the hub thread after each job.
+        `done(backend, pack_id, error)` runs in a worker thread after each job. If the hub
+        closes meanwhile, HubClosed is raised and unfinished jobs get no `done` (an upload
+        queue keeps them).
         """
-        async def one(limiter: trio.CapacityLimiter, bname: str, pid: bytes,
-                      load: Callable[[], bytes]) -> None:
+        async def one(limiter: trio.CapacityLimiter, threads: trio.CapacityLimiter, bname: str,
+                      pid: bytes, load: Callable[[], bytes]) -> None:
             async with limiter:
                 err: BaseException | None = None
                 try:
-                    data = await trio.to_thread.run_sync(load)
+                    data = await trio.to_thread.run_sync(load, limiter=threads)
                     await self.backends[bname].put(pack_object_name(pid), data)
                 except (BackendError, OSError) as e:
                     err = e
-                await trio.to_thread.run_sync(done, bname, pid, err)
+                await trio.to_thread.run_sync(done, bname, pid, err, limiter=threads)
 
         async def all_jobs() -> None:
-            limiter = trio.CapacityLimiter(parallel or self.parallel)
+            limiter, threads = _limiters(parallel or self.parallel)
             async with trio.open_nursery() as n:
                 for bname, pid, load in jobs:
-                    n.start_soon(one, limiter, bname, pid, load)
+                    n.start_soon(one, limiter, threads, bname, pid, load)
 
         self.run(all_jobs)
 
@@ -141,7 +270,8 @@ class BackendHub:
         `done(pack_id, data_or_None, backend_used, errors)` runs in a worker thread per pack,
         so it may verify and write to disk.
         """
-        async def one(limiter: trio.CapacityLimiter, pid: bytes, sources: list[str]) -> None:
+        async def one(limiter: trio.CapacityLimiter, threads: trio.CapacityLimiter, pid: bytes,
+                      sources: list[str]) -> None:
             async with limiter:
                 errors: list[str] = []
                 for b in sources:
@@ -153,15 +283,15 @@ class BackendHub:
                     except BackendError as e:
                         errors.append(f"{b}: {e}")
                         continue
-                    ok = await trio.to_thread.run_sync(done, pid, data, b, errors)
+                    ok = await trio.to_thread.run_sync(done, pid, data, b, errors, limiter=threads)
                     if ok:
                         return
-                await trio.to_thread.run_sync(done, pid, None, "", errors)
+                await trio.to_thread.run_sync(done, pid, None, "", errors, limiter=threads)
 
         async def all_jobs() -> None:
-            limiter = trio.CapacityLimiter(self.parallel)
+            limiter, threads = _limiters(self.parallel)
             async with trio.open_nursery() as n:
                 for pid, sources in jobs:
-                    n.start_soon(one, limiter, pid, sources)
+                    n.start_soon(one, limiter, threads, pid, sources)
 
         self.run(all_jobs)

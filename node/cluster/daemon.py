@@ -1,11 +1,19 @@
 """`mosaic serve`: the trio daemon that owns the long-running work.
 
 Tasks: the peer listener, one dialer per known peer (reconnect with backoff),
-one sync session per connection (protocol.sync over node.transport), a change
+one sync session per connection (protocol.sync over cluster.transport), a change
 watcher that pushes new log entries to every session (it polls LMDB, so writes
 made by CLI processes beside the daemon are pushed too), the upload queue, and
-the cache janitor. SIGTERM and SIGINT shut it down cleanly. Readiness is
-logged and written to HOME/daemon.json, which `mosaic status` reads.
+the writer of the peers table. SIGTERM and SIGINT shut it down cleanly.
+Readiness is logged and written to HOME/daemon.json, which `mosaic status` reads.
+
+One event loop: the backends are opened on the daemon's own trio loop
+(`BackendHub.running`), and the synchronous engine code the daemon runs in
+worker threads (uploads, remote reads, storing fetched chunks) calls back into
+that loop; no "mosaic-backends" helper loop is started in this process. Nothing
+that writes LMDB or fsyncs a file runs on the loop's thread: those calls go
+through `trio.to_thread.run_sync`. The loop itself only does small point reads
+(`is_trusted` during a handshake).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from mosaic.protocol.messages import ChunkData, ChunkMissing, WantChunks
 from mosaic.protocol.sync import SessionState, SyncSession
 
 from ..cloud.cloud import Cloud
+from ..cloud.credentials import load_secrets
+from ..cloud.hub import BackendHub, HubClosed
 from ..cloud.uploads import upload_pending
 from ..store.home import atomic_write
 from ..store.store import Store
@@ -39,6 +49,7 @@ log = logging.getLogger("mosaic.daemon")
 
 POLL_S = 0.2
 ANTI_ENTROPY_S = 30.0
+UPLOAD_S = 5.0  # upload rounds at least this often (sooner after chunks arrive from a peer)
 FETCH_BATCH = 1024
 STORE_BATCH_BYTES = 8 << 20
 
@@ -100,6 +111,40 @@ class _Outbox:
                 self.room.set()
 
 
+class _PeerNotes:
+    """Updates of the peers table, queued by any task without waiting and written in
+    order, in batches (one transaction each), by one task in a worker thread."""
+
+    def __init__(self, peers: Peers):
+        self.peers = peers
+        self.send_ch, self.recv_ch = trio.open_memory_channel(math.inf)
+
+    def note(self, peer_id: bytes, fields: dict) -> None:
+        self.send_ch.send_nowait((peer_id, fields))
+
+    def _batch(self) -> list[tuple[bytes, dict]]:
+        out = []
+        while True:
+            try:
+                out.append(self.recv_ch.receive_nowait())
+            except trio.WouldBlock:
+                return out
+
+    async def writer(self) -> None:
+        while True:
+            first = await self.recv_ch.receive()
+            try:
+                await trio.to_thread.run_sync(self.peers.update, [first, *self._batch()])
+            except Exception as e:  # noqa: BLE001 - peer bookkeeping never stops the daemon
+                log.warning("cannot record peer state: %s", e)
+
+    async def flush(self) -> None:
+        """Write what is still queued (at shutdown)."""
+        batch = self._batch()
+        if batch:
+            await trio.to_thread.run_sync(self.peers.update, batch)
+
+
 class Daemon:
     """State shared by the daemon's tasks."""
 
@@ -108,14 +153,17 @@ class Daemon:
         self.identity = identity
         self.listen = listen
         self.peers = Peers(cloud.index)
+        self.notes = _PeerNotes(self.peers)
         self.live: dict[int, _Live] = {}
         self.sync_store = replica.LmdbSyncStore(cloud.index)
         self.cap = f"key.{cloud.keys.key_id}"
-        self.db_lock = trio.Lock()  # one LMDB writer task at a time in this process
+        # the sessions' store writes (applying records, storing fetched chunks) one at a time
+        self.db_lock = trio.Lock()
+        self.upload_soon = trio.Event()
 
     # ---- trust --------------------------------------------------------------
     def is_trusted(self, peer_id: bytes) -> bool:
-        """Only peers added with `mosaic peer add` may connect."""
+        """Only peers added with `mosaic peer add` may connect (a point read, on the loop)."""
         return self.peers.get(peer_id) is not None
 
     # ---- sessions -----------------------------------------------------------
@@ -146,7 +194,7 @@ class Daemon:
             """Queue messages for the writer task; never blocks on the socket."""
             out.put(msgs)
 
-        self.peers.seen(peer, connected=True)
+        self.notes.note(peer, Peers.seen_fields(connected=True))
         log.info("peer %s connected", peer.hex()[:16])
         want_send, want_recv = trio.open_memory_channel(math.inf)
         try:
@@ -167,7 +215,9 @@ class Daemon:
                         await conn.send(m)
         finally:
             self.live.pop(key, None)
-            self.peers.seen(peer, connected=False)
+            # a connection that replaced this one may be up already
+            still = any(x.peer_id == peer for x in self.live.values())
+            self.notes.note(peer, Peers.seen_fields(connected=still))
             with trio.CancelScope(shield=True):
                 await conn.aclose()
 
@@ -191,9 +241,11 @@ class Daemon:
                 if pending and (pending_bytes >= STORE_BATCH_BYTES or not live.requested):
                     batch, pending, pending_bytes = pending, [], 0
                     async with self.db_lock:
-                        _, errors = await trio.to_thread.run_sync(store_objects, self.cloud, batch)
+                        stored, errors = await trio.to_thread.run_sync(store_objects, self.cloud, batch)
                     for e in errors:
                         log.warning("peer %s sent a bad chunk: %s", live.peer_id.hex()[:16], e)
+                    if stored:
+                        self.upload_soon.set()  # the new pack is queued for the backends
                     self._changed()
                 if not live.requested:
                     live.fetch_more.set()
@@ -227,7 +279,7 @@ class Daemon:
             mine = await trio.to_thread.run_sync(self.sync_store.summary)
             claims = live.session.peer_claims
             lag = sum(max(0, s - claims.get(o, 0)) for o, s in mine.items())
-            self.peers.lag(live.peer_id, lag)
+            self.notes.note(live.peer_id, Peers.lag_fields(lag))
             if live.session.state in (SessionState.SYNCING, SessionState.IDLE):
                 async with self.db_lock:
                     out = await live.call(live.session.local_changed, thread=True)
@@ -270,9 +322,10 @@ class Daemon:
         next_try: dict[bytes, float] = {}
         async with trio.open_nursery() as n:
             while True:
+                known = await trio.to_thread.run_sync(self.peers.all)
                 now = time.monotonic()
                 connected = {x.peer_id for x in self.live.values()}
-                for peer_id, rec in self.peers.all().items():
+                for peer_id, rec in known.items():
                     if not rec.get("addr") or peer_id in connected or next_try.get(peer_id, 0) > now:
                         continue
                     host, port = split_addr(rec["addr"])
@@ -284,7 +337,7 @@ class Daemon:
                             b = min(backoff.get(peer_id, 0.5) * 2, 30.0)
                             backoff[peer_id] = b
                             next_try[peer_id] = time.monotonic() + b
-                            self.peers.error(peer_id, str(e))
+                            self.notes.note(peer_id, Peers.error_fields(str(e)))
                             return
                         backoff[peer_id] = 0.5
                         await self.run_session(conn, outgoing=True)
@@ -295,20 +348,25 @@ class Daemon:
                 await trio.sleep(POLL_S)
 
     async def uploads(self) -> None:
-        """Drain the upload queue now and then."""
+        """Drain the upload queue every UPLOAD_S, and soon after a pack arrives from a peer."""
         while True:
-            await trio.sleep(5)
+            with trio.move_on_after(UPLOAD_S):
+                await self.upload_soon.wait()
+            self.upload_soon = trio.Event()
             if self.cloud.config.backends:
                 try:
                     await trio.to_thread.run_sync(lambda: upload_pending(self.cloud, raise_on_error=False))
+                except HubClosed:
+                    return  # shutting down; the queue keeps what was not sent
                 except Exception as e:  # noqa: BLE001 - logged, retried next round
                     log.warning("upload round failed: %s", e)
 
-    def write_state(self, ready: bool) -> None:
-        """HOME/daemon.json for `mosaic status`."""
+    async def write_state(self, ready: bool) -> None:
+        """HOME/daemon.json for `mosaic status` (written atomically, in a worker thread)."""
         doc = {"pid": os.getpid(), "listen": f"{self.listen[0]}:{self.listen[1]}",
                "node_id": self.identity.node_id_str, "ready": ready, "since": time.time()}
-        atomic_write(self.cloud.home.root / "daemon.json", json.dumps(doc).encode())
+        await trio.to_thread.run_sync(atomic_write, self.cloud.home.root / "daemon.json",
+                                      json.dumps(doc).encode())
 
 
 def _protocol_error(e: BaseException) -> ProtocolError | None:
@@ -343,32 +401,53 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 async def main(home: Path, listen: str, passphrase: str | None) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
-    from .transport import serve
-    store = Store.open(home, passphrase=passphrase)
-    replica.install(store.index)
-    cloud = Cloud(store)
+    host, port = split_addr(listen)
+    store = await trio.to_thread.run_sync(lambda: Store.open(home, passphrase=passphrase))
     try:
-        identity = Identity.load_or_create(cloud.home.root)
-        replica.enable(cloud.index, identity.node_id)
-        host, port = split_addr(listen)
-        d = Daemon(cloud, identity, (host, port))
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as n:
-                listeners = await n.start(serve, identity, host, port, d.is_trusted, d.run_session)
-                bound = listeners[0].socket.getsockname() if listeners else (host, port)
-                d.listen = (host, bound[1])
-                n.start_soon(d.watch_changes)
-                n.start_soon(d.dial)
-                n.start_soon(d.uploads)
-                d.write_state(True)
-                log.info("ready: node %s listening on %s:%d", identity.node_id_str, host, bound[1])
-                async for sig in signals:
-                    log.info("received %s, shutting down", signal.Signals(sig).name)
-                    n.cancel_scope.cancel()
-                    break
+        replica.install(store.index)
+        identity = await trio.to_thread.run_sync(Identity.load_or_create, store.home.root)
+        await trio.to_thread.run_sync(replica.enable, store.index, identity.node_id)
+        secrets = await trio.to_thread.run_sync(load_secrets, store.home, store.keys)
+        async with BackendHub.running(store.config.backends, secrets) as hub:
+            cloud = Cloud(store, hub=hub)
+            try:
+                d = Daemon(cloud, identity, (host, port))
+                try:
+                    await _serve(d, hub)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await d.notes.flush()
+            finally:
+                cloud.close()
     finally:
-        try:
-            (cloud.home.root / "daemon.json").unlink(missing_ok=True)
-        finally:
-            cloud.close()
-            store.close()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_shut, store)
+
+
+async def _serve(d: Daemon, hub: BackendHub) -> None:
+    """The daemon's tasks, until a signal."""
+    from .transport import serve
+    host, port = d.listen
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as n:
+            listeners = await n.start(serve, d.identity, host, port, d.is_trusted, d.run_session)
+            bound = listeners[0].socket.getsockname() if listeners else (host, port)
+            d.listen = (host, bound[1])
+            n.start_soon(d.notes.writer)
+            n.start_soon(d.watch_changes)
+            n.start_soon(d.dial)
+            n.start_soon(d.uploads)
+            await d.write_state(True)
+            log.info("ready: node %s listening on %s:%d", d.identity.node_id_str, host, bound[1])
+            async for sig in signals:
+                log.info("received %s, shutting down", signal.Signals(sig).name)
+                hub.stop()  # backend calls in flight end now, not when they would finish
+                n.cancel_scope.cancel()
+                break
+
+
+def _shut(store: Store) -> None:
+    try:
+        (store.home.root / "daemon.json").unlink(missing_ok=True)
+    finally:
+        store.close()

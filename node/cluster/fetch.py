@@ -1,4 +1,8 @@
-"""Chunks between nodes: serving stored objects to peers and storing what peers send."""
+"""Chunks between nodes: serving stored objects to peers and storing what peers send.
+
+Both functions block (LMDB, the local packs, backend reads through the hub); the daemon
+calls them in worker threads, and backend reads run on its loop through the hub.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +38,9 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
     """Check objects fetched from a peer and store them as one local pack.
 
     Each object must authenticate and decode to its chunk ID (so a hostile peer
-    cannot plant data). Then, in one transaction: the pack, the chunk records,
-    and every waiting manifest that is now complete. Returns (stored, errors).
+    cannot plant data). Then, in one transaction: the pack, the chunk records, its
+    upload queue entries, and every waiting manifest that is now complete.
+    Returns (stored, errors).
     """
     idx = cloud.index
     with idx.read() as txn:

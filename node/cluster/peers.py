@@ -1,4 +1,4 @@
-"""Known peers: node ID -> address, when added, last seen, connection state, last error."""
+"""Known peers: node ID -> address, when added, last seen, connection state, lag, last error."""
 
 from __future__ import annotations
 
@@ -44,23 +44,29 @@ class Peers:
         with self.index.write() as txn:
             return txn.delete(peer_id, db=self.db)
 
-    def _update(self, peer_id: bytes, **kw: object) -> None:
+    def update(self, changes: list[tuple[bytes, dict]]) -> None:
+        """Set fields of known peers' records, in order, in one transaction (unknown peers,
+        e.g. removed meanwhile, are skipped)."""
         with self.index.write() as txn:
-            rec = self._get(txn, peer_id)
-            if rec is None:
-                return
-            rec.update(kw)
-            txn.put(peer_id, msgpack.packb(rec, use_bin_type=True), db=self.db)
+            for peer_id, fields in changes:
+                rec = self._get(txn, peer_id)
+                if rec is None:
+                    continue
+                rec.update(fields)
+                txn.put(peer_id, msgpack.packb(rec, use_bin_type=True), db=self.db)
 
-    def seen(self, peer_id: bytes, connected: bool) -> None:
-        """Record a connection coming up or going down."""
-        self._update(peer_id, last_seen=time.time(), connected=connected,
-                     **({"error": None} if connected else {}))
+    @staticmethod
+    def seen_fields(connected: bool) -> dict:
+        """A connection came up or went down."""
+        return {"last_seen": time.time(), "connected": connected,
+                **({"error": None} if connected else {})}
 
-    def lag(self, peer_id: bytes, entries: int) -> None:
-        """Record how many log entries the peer is behind us."""
-        self._update(peer_id, lag=entries, last_seen=time.time())
+    @staticmethod
+    def lag_fields(entries: int) -> dict:
+        """The peer is `entries` log entries behind us."""
+        return {"lag": entries, "last_seen": time.time()}
 
-    def error(self, peer_id: bytes, error: str) -> None:
-        """Record a failed dial."""
-        self._update(peer_id, error=error[:200], connected=False)
+    @staticmethod
+    def error_fields(error: str) -> dict:
+        """A dial failed."""
+        return {"error": error[:200], "connected": False}

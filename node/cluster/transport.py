@@ -99,6 +99,7 @@ log = logging.getLogger("mosaic.transport")
 _CLOSE_TIMEOUT = 1.0
 _RECV_SIZE = 64 * 1024
 
+
 def client_ssl_context() -> ssl.SSLContext:
     """TLS 1.3 only; the certificate is not CA-verified but pinned after the handshake."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
