@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from mosaic.backends.errors import BackendError, NotFound
+
 from ..errors import IntegrityError, StorageError
 from ..store.home import HomeLock
+from ..store.index import PackRecord
 from ..store.packs import check_pack
 from ..units import parse_hash
+from .hub import pack_object_name
 
 if TYPE_CHECKING:
+    import lmdb
+
     from .cloud import Cloud
 
 
@@ -42,27 +48,83 @@ def cache_info(cloud: Cloud) -> CacheInfo:
     return CacheInfo(cloud.config.cache_capacity, used, n, evictable)
 
 
+def pinned_packs(cloud: Cloud, txn: lmdb.Transaction) -> set[bytes]:
+    """Every pack that holds a chunk of a pinned file."""
+    idx = cloud.index
+    out: set[bytes] = set()
+    for fid in txn.cursor(db=idx.db["pins"]).iternext(values=False):
+        m = idx.get_manifest(fid, txn)
+        for cid, _ in (m.chunks if m else ()):
+            r = idx.get_chunk(cid, txn)
+            if r is not None:
+                out.add(r.pack_id)
+    return out
+
+
+def confirmed_copies(cloud: Cloud, pid: bytes, rec: PackRecord) -> tuple[list[str], list[str]]:
+    """(backends whose copy exists with the recorded size, backends where it is missing or wrong).
+
+    Unreachable backends are in neither list: their copy is unconfirmed, not gone.
+    """
+    hub = cloud.hub
+    good: list[str] = []
+    bad: list[str] = []
+    if hub is None:
+        return good, bad
+    for b in rec.locations:
+        backend = hub.backends.get(b)
+        if backend is None:
+            continue
+        try:
+            info = hub.run(backend.stat, pack_object_name(pid))
+        except NotFound:
+            bad.append(b)
+            continue
+        except BackendError:
+            continue
+        (good if info.size == rec.size else bad).append(b)
+    return good, bad
+
+
 def trim(cloud: Cloud, to: int | None = None) -> tuple[int, int]:
-    """Evict least-recently-used local packs that a backend holds; returns (packs, bytes)."""
+    """Evict least-recently-used local packs whose backend copies are confirmed; (packs, bytes).
+
+    A pack stays local while it holds a chunk of a pinned file, while a repair is
+    queued for any of its copies, or until `copies` backends were just seen to hold
+    it with the right size. A copy found missing or of the wrong size loses its
+    location and is queued for repair, so nothing counts it again until repaired.
+    """
     target = cloud.config.cache_capacity if to is None else to
     need = max(1, cloud.config.effective_copies())  # only data with `copies` remote copies goes
     idx = cloud.index
     with HomeLock(cloud.home, exclusive=False):
         with idx.read() as txn:
+            keep = pinned_packs(cloud, txn) | {pid for pid, _, _ in idx.iter_repairs(txn)}
             local = []
             used = 0
             for k, r in idx.iter_packs(txn):
                 if r.local:
                     used += r.size
-                    if len(r.locations) >= need:
+                    if len(r.locations) >= need and k not in keep:
                         local.append((idx.atime(k, txn) or r.created_ns, k, r))
         local.sort()
         evicted = freed = 0
         for _, pid, r in local:
             if used <= target:
                 break
+            good, bad = confirmed_copies(cloud, pid, r)
             with idx.write() as txn:
-                idx.put_pack(txn, pid, replace(r, local=False))
+                cur = idx.get_pack(pid, txn)
+                if cur is None or not cur.local:
+                    continue
+                if bad:
+                    cur = cur.with_locations(set(cur.locations) - set(bad))
+                    for b in bad:
+                        idx.queue_repair(txn, pid, b, "missing or wrong size (seen by trim)")
+                    idx.put_pack(txn, pid, cur)
+                if len(set(good) & set(cur.locations)) < need:
+                    continue
+                idx.put_pack(txn, pid, replace(cur, local=False))
             cloud.local.delete(pid)
             used -= r.size
             evicted += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mosaic.backends.errors import BackendError, NotFound
@@ -67,8 +67,12 @@ def scrub(cloud: Cloud, sample: float = 1.0, seed: int | None = None) -> ScrubRe
 
 
 def _queue(cloud: Cloud, pid: bytes, backend: str, reason: str) -> None:
+    """Queue a bad copy for repair and stop counting it as a copy until it is repaired."""
     with cloud.index.write() as txn:
         cloud.index.queue_repair(txn, pid, backend, reason)
+        rec = cloud.index.get_pack(pid, txn)
+        if rec is not None and backend in rec.locations:
+            cloud.index.put_pack(txn, pid, rec.with_locations(set(rec.locations) - {backend}))
         cloud.index.add_event(txn, "scrub-error", backend, 0, 0.0, f"{reason} pack {pid.hex()[:16]}")
 
 
@@ -119,6 +123,11 @@ def repair(cloud: Cloud) -> RepairReport:
                 hub.run(hub.backends[b].put, pack_object_name(pid), data)
             with cloud.index.write() as txn:
                 cloud.index.clear_repair(txn, pid, b)
+                cur = cloud.index.get_pack(pid, txn)
+                if cur is not None and b == LOCAL:
+                    cloud.index.put_pack(txn, pid, replace(cur, local=True))
+                elif cur is not None:
+                    cloud.index.put_pack(txn, pid, cur.adding(b))
                 cloud.index.add_event(txn, "repair", b, len(data), 0.0)
             rep.repaired += 1
         except (BackendError, StorageError) as e:

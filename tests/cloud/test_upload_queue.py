@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mosaic import Node
-from mosaic.node.store.home import BackendConfig
 from mosaic.node.store.index import Index
+from tests.cloud.conftest import make_node
 
 PACK = 64 * 1024
-
-
-def _node_with_dir_backend(tmp_path: Path, name: str) -> Node:
-    node = Node.init(tmp_path / name, no_passphrase=True, pack_size=PACK,
-                     chunk_min=2048, chunk_avg=8192, chunk_max=32768)
-    home, cfg = node.home, node.config
-    node.close()
-    backend = tmp_path / f"{name}-backend"
-    backend.mkdir()
-    home.write_config(replace(cfg, backends=(BackendConfig("d", "dir", {"path": str(backend)}),)))
-    return Node.open(home.root)
 
 
 def _queue_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_packs: int
@@ -45,12 +32,12 @@ def _queue_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_packs: int
             yield row
 
     monkeypatch.setattr(Index, "iter_uploads", counting)
-    with _node_with_dir_backend(tmp_path, f"n{n_packs}") as node:
+    with make_node(tmp_path, f"n{n_packs}", pack_size=PACK) as node:
         data = os.urandom(n_packs * PACK * 5 // 4)  # incompressible: packs fill to about PACK
         res = node.put(data, name="big.bin")
         with node.index.read() as txn:
             packs = [pid for pid, _ in node.index.iter_packs(txn)]
-            on_backend = sum(1 for _, rec in node.index.iter_packs(txn) if "d" in rec.locations)
+            on_backend = sum(1 for _, rec in node.index.iter_packs(txn) if "d0" in rec.locations)
             left = list(real(node.index, txn))
         assert res.size == len(data)
         assert left == []  # every pack reached the backend

@@ -1,0 +1,41 @@
+"""Nodes with dir backends, opened in process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mosaic import Node
+from mosaic.node.store.home import BackendConfig
+
+
+def make_node(tmp_path: Path, name: str, backends: int = 1, pack_size: int = 64 * 1024) -> Node:
+    """A node with `backends` dir backends named d0, d1, ... under tmp_path."""
+    node = Node.init(tmp_path / name, no_passphrase=True, pack_size=pack_size,
+                     chunk_min=2048, chunk_avg=8192, chunk_max=32768)
+    home, cfg = node.home, node.config
+    node.close()
+    configs = []
+    for i in range(backends):
+        d = tmp_path / f"{name}-d{i}"
+        d.mkdir()
+        configs.append(BackendConfig(f"d{i}", "dir", {"path": str(d)}))
+    home.write_config(replace(cfg, backends=tuple(configs)))
+    return Node.open(home.root)
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Callable[..., Node]:
+    opened: list[Node] = []
+
+    def make(name: str = "n", backends: int = 1, pack_size: int = 64 * 1024) -> Node:
+        n = make_node(tmp_path, name, backends, pack_size)
+        opened.append(n)
+        return n
+
+    yield make
+    for n in opened:
+        n.close()
