@@ -14,7 +14,7 @@ from .cloud.cache import warm
 from .cloud.cloud import Cloud
 from .cloud.gc import GcReport, gc
 from .cloud.hub import BackendHub
-from .cloud.indexlog import write_snapshot
+from .cloud.indexlog import compact, save_changes
 from .cloud.placement import BackendSpace
 from .cloud.putsession import PutSession
 from .cluster import replica
@@ -299,9 +299,18 @@ class Node:
         return gc(self.cloud, dry_run=dry_run)
 
     def save_index_copy(self) -> None:
-        """Store a full snapshot of the index on every backend (after rm, mv, import, gc...)."""
+        """Append what changed to the index copy on every backend (after rm, mv, import, gc...).
+
+        Each backend gets a log object with only the records changed since its copy
+        last heard (a full snapshot now and then); StorageError if one could not be
+        updated (the change stays journaled for the next save).
+        """
+        save_changes(self.cloud)
+
+    def compact_index_copies(self) -> None:
+        """Store a full snapshot of the index on every backend and delete the older copies."""
         if self.config.backends:
-            write_snapshot(self.cloud)
+            compact(self.cloud)
 
     def stat(self, ref: str) -> dict:
         """Size, chunks, stored bytes, dedup saving, cached fraction and locations."""

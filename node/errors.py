@@ -52,6 +52,19 @@ class CapacityError(StorageError):
     exit_code = 5
 
 
+class BackendPending(StorageError):
+    """The local work is done and durable, but a backend step did not finish; it stays queued.
+
+    `results` carries what the operation did (for the caller to report).
+    """
+
+    exit_code = 8
+
+    def __init__(self, message: str, results: object = None):
+        super().__init__(message)
+        self.results = results
+
+
 class HomeError(MosaicError):
     """The node home is missing, not initialised, or already initialised."""
 

@@ -8,7 +8,7 @@ shrinks (older peers could send what newer ones refuse).
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: names at most 400 bytes, no control characters
 """The one version this package speaks; exchanged in Hello."""
 
 HELLO_MAGIC = "mosaic-sync"
@@ -44,9 +44,9 @@ MAX_BACKENDS = 16
 MAX_BACKEND_NAME = 64
 """Characters in a backend name (`[A-Za-z0-9_.-]`)."""
 
-MAX_NAME_BYTES = 1024
-"""UTF-8 bytes in a name; user names should stay under ~960 to leave room for
-the `.sync-conflict-...` suffix (manifest_json allows 480)."""
+MAX_NAME_BYTES = 400
+"""UTF-8 bytes in a name: the one limit of protocol/name_rules.py, which keeps every
+LMDB key built from a name (with a file ID or a conflict suffix) under 511 bytes."""
 
 MAX_RESOLVES = 256
 """Extra conflict heads one name write may close."""

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import ProtocolError
+from .name_rules import InvalidName, check_canonical
 
 FORMAT = "mosaic-manifests"
 VERSION = 1
@@ -110,10 +111,12 @@ def _hex(v: object, where: str) -> bytes:
 
 
 def _name(v: object, where: str) -> str:
-    if (not isinstance(v, str) or not v or "\x00" in v or v.startswith("/")
-            or any(p in ("", ".", "..") for p in v.split("/")) or len(v.encode()) > 480):
+    if not isinstance(v, str):
         raise ManifestFormatError(f"{where}: not a valid name")
-    return v
+    try:
+        return check_canonical(v)
+    except InvalidName as e:
+        raise ManifestFormatError(f"{where}: {e}") from None
 
 
 def _backend_name(v: object, where: str) -> str:

@@ -27,11 +27,11 @@ from .limits import (
     MAX_CHUNK_LEN,
     MAX_CHUNKS,
     MAX_LOCATIONS,
-    MAX_NAME_BYTES,
     MAX_RECORD_BYTES,
     MAX_RESOLVES,
     MAX_UINT,
 )
+from .name_rules import InvalidName, check_canonical
 
 __all__ = [
     "ChunkLocation",
@@ -74,19 +74,16 @@ def check_tuple(value: object, field: str, max_len: int) -> None:
 
 
 def check_name(value: object, field: str = "name") -> None:
-    """Raise BadMessage unless `value` is a valid relative path name.
+    """Raise BadMessage unless `value` is a valid name in canonical form.
 
-    Same rules as the manifest dump: non-empty, no NUL, no leading `/`, no empty,
-    `.` or `..` component, at most MAX_NAME_BYTES of UTF-8.
+    The rule is protocol/name_rules.py's, the one the CLI, the API and the
+    manifest import use: relative, no empty, `.` or `..` segment, no control
+    character, valid UTF-8, at most name_rules.MAX_NAME_BYTES bytes.
     """
-    if type(value) is not str or not value or "\x00" in value or value[0] == "/":
-        raise BadMessage(f"{field}: not a valid name")
     try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise BadMessage(f"{field}: not valid UTF-8") from None
-    if size > MAX_NAME_BYTES or any(p in ("", ".", "..") for p in value.split("/")):
-        raise BadMessage(f"{field}: not a valid name")
+        check_canonical(value)
+    except InvalidName as e:
+        raise BadMessage(f"{field}: {e}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from ..api import Node
 from ..errors import NotFoundError, StorageError, UsageError
 from ..store.home import BackendConfig
+from ..store.store import MAX_PACK, MIN_PACK
 from ..units import format_size, parse_size
 from .common import (
     ask_passphrase,
@@ -16,10 +18,12 @@ from .common import (
     check_output_file,
     check_output_folder,
     daemon_status,
+    finish,
     home_of,
     home_path,
     open_node,
     positive_int,
+    save_index_copy,
 )
 from .output import Output
 
@@ -65,12 +69,17 @@ def cmd_key_export(args: argparse.Namespace, out: Output) -> int:
     from ..store import keys as keymod
     h = home_of(args)
     doc = keymod.read_key_file(h.key_path)
+    if args.output == "-":  # the key file on stdout (for a pipe to the other machine)
+        sys.stdout.write(keymod.key_file_text(doc))
+        sys.stdout.flush()
+        return 0
     dest = Path(args.output)
-    if dest.exists() or dest.is_symlink():
-        raise UsageError(f"{dest} exists; not overwriting a key file")
     check_output_file(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    keymod.write_key_file(dest, doc)
+    try:
+        keymod.write_key_file(dest, doc, exclusive=True)
+    except FileExistsError:
+        raise UsageError(f"{dest} exists; not overwriting a key file") from None
     out.line(f"key exported to {dest} ({'sealed under the node passphrase' if doc.get('sealed') else 'UNSEALED: keep it secret'})")
     out.doc({"file": str(dest), "key_id": doc.get("key_id"), "sealed": bool(doc.get("sealed"))})
     return 0
@@ -81,14 +90,12 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     from ..cloud.gc import gc
     with open_node(args) as node:
         rep = gc(node.cloud, dry_run=args.dry_run)
-        if not args.dry_run:
-            node.save_index_copy()
+        warning = None if args.dry_run else save_index_copy(node)
     verb = "would remove" if rep.dry_run else "removed"
     out.line(f"{verb} {rep.dead_chunks} unreferenced chunks ({format_size(rep.dead_bytes)}); "
              f"packs deleted {rep.packs_deleted}, repacked {rep.packs_repacked}; "
              f"{format_size(rep.bytes_freed)} freed")
-    out.doc(rep.__dict__)
-    return 0
+    return finish(out, rep.__dict__, warning)
 
 
 def cmd_cache(args: argparse.Namespace, out: Output) -> int:
@@ -227,13 +234,13 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
             from ..cloud.repair import drain
             with open_node(args) as node:
                 moved, deleted, errors = drain(node.cloud, args.name)
-                node.save_index_copy()
+                warning = save_index_copy(node)
             for e in errors:
                 out.info(f"mosaic: drain: {e}")
             out.line(f"drained {args.name}: {moved} copies made elsewhere, {deleted} objects removed"
                      + ("" if not errors else f"; {len(errors)} problems, not finished"))
-            out.doc({"backend": args.name, "copied": moved, "deleted": deleted, "errors": errors})
-            return 0 if not errors else 5
+            return finish(out, {"backend": args.name, "copied": moved, "deleted": deleted,
+                                "errors": errors}, warning, 0 if not errors else 5)
         with open_node(args) as node:
             with node.index.read() as txn:
                 held = sum(1 for _, r in node.index.iter_packs(txn) if args.name in r.locations)
@@ -325,6 +332,9 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
     for e in st["recent_errors"]:
         out.line(f"error    {e['backend']:12} {e['kind']}: {e['error']}")
     out.line(f"repairs queued: {st['repairs_queued']}")
+    if st["under_replicated_packs"]:
+        sys.stderr.write(f"mosaic: warning: {st['under_replicated_packs']} packs have fewer than "
+                         f"{st['copies_wanted']} backend copies (`mosaic upload`, `mosaic repair`)\n")
     out.doc(st)
     return 0
 
@@ -337,13 +347,11 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
             node.store.config = replace(node.config, upload_parallel=args.parallel)
         with out.progress(_queued_bytes(node) if out.drawing else None, "upload") as bar:
             n, errors = upload_pending(node.cloud, raise_on_error=False, progress=bar)
-        if n:
-            node.save_index_copy()
+        warning = save_index_copy(node) if n else None
     for e in errors:
         out.info(f"mosaic: upload: {e}")
     out.line(f"uploaded {n} packs" + (f"; {len(errors)} failed (still queued)" if errors else ""))
-    out.doc({"uploaded": n, "errors": errors})
-    return 0 if not errors else 5
+    return finish(out, {"uploaded": n, "errors": errors}, warning, 0 if not errors else 5)
 
 
 def _queued_bytes(node: Node) -> int:
@@ -360,13 +368,12 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
     from ..cloud.repair import repair
     with open_node(args) as node:
         rep = repair(node.cloud)
-        node.save_index_copy()
+        warning = save_index_copy(node)
     for e in rep.failed:
         out.info(f"mosaic: repair: {e}")
     out.line(f"repaired {rep.repaired} copies, added {rep.added} copies"
              + (f"; {len(rep.failed)} problems remain" if rep.failed else ""))
-    out.doc(rep.__dict__)
-    return 0 if not rep.failed else 5
+    return finish(out, rep.__dict__, warning, 0 if not rep.failed else 5)
 
 
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
@@ -398,6 +405,14 @@ def cmd_config(args: argparse.Namespace, out: Output) -> int:
             raise UsageError(f"bad value for {args.key}: {args.value!r}") from None
         if args.key == "copies" and not 0 <= value <= 16:
             raise UsageError("copies must be between 0 (automatic) and 16")
+        if args.key == "copies" and value > len(cfg.backends):
+            raise UsageError(f"copies {value} needs at least {value} backends; this node has "
+                             f"{len(cfg.backends)} (add backends first)")
+        if args.key == "pack_size" and not MIN_PACK <= value <= MAX_PACK:
+            raise UsageError(f"pack_size must be between {format_size(MIN_PACK)} and "
+                             f"{format_size(MAX_PACK)}")
+        if args.key == "cache_capacity" and value < 0:
+            raise UsageError("cache_capacity cannot be negative")
         if args.key == "compression_level" and not 0 <= value <= 22:
             raise UsageError("compression_level must be between 0 (off) and 22")
         if args.key in ("workers", "upload_parallel", "cluster_copies") and not 1 <= value <= 64:

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from ..api import Node
-from ..errors import MosaicError, NotFoundError, StorageError, UsageError
+from ..errors import BackendPending, MosaicError, NotFoundError, StorageError, UsageError
 from ..store.home import Home, default_home
+from .output import Output
 
 PASS_ENV = "MOSAIC_PASSPHRASE"
 
@@ -207,3 +208,26 @@ def check_output_folder(folder: Path) -> None:
         raise UsageError(f"{a} exists and is not a folder")
     if not os.access(a, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write in {a} (permission denied or read-only)")
+
+
+def save_index_copy(node: Node) -> str | None:
+    """Append the change to the index copies on the backends; a warning line if that failed.
+
+    The change stays journaled in the index, so the next command that saves sends it.
+    """
+    try:
+        node.save_index_copy()
+    except StorageError as e:
+        return f"done locally; the backends' index copy is pending: {e}"
+    return None
+
+
+def finish(out: Output, doc: dict, warning: str | None, code: int = 0) -> int:
+    """Print the result document; with a warning it says so and the exit code is 8
+    ("done locally, backend pending") unless the command already failed."""
+    if warning:
+        sys.stderr.write(f"mosaic: warning: {warning}\n")
+        out.doc({**doc, "warning": warning, "backend_pending": True})
+        return code or BackendPending.exit_code
+    out.doc(doc)
+    return code

@@ -1,4 +1,5 @@
-"""CLI verbs on files: put, get, cat, ls, stat, exists, rm, mv, verify, export, import, warm."""
+"""CLI verbs on files: put, get, cat, ls, stat, exists, rm, mv, check, verify, export, import,
+warm."""
 
 from __future__ import annotations
 
@@ -9,18 +10,20 @@ import sys
 from pathlib import Path
 
 from ..api import Node
-from ..errors import MosaicError, NotFoundError, UsageError
+from ..errors import BackendPending, MosaicError, NotFoundError, UsageError
 from ..store.home import check_name
 from ..store.outfile import write_atomically
 from ..units import format_size
 from .common import (
     check_output_file,
     check_output_folder,
+    finish,
     input_error,
     nonneg_int,
     open_node,
     positive_int,
     read_input,
+    save_index_copy,
 )
 from .output import Output
 
@@ -68,31 +71,36 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
         if args.parallel:
             from dataclasses import replace
             node.store.config = replace(node.config, upload_parallel=args.parallel)
-        with out.progress(total or None, "put") as bar, \
-                node.ingest(bar, wait=not args.no_wait) as s:
-            for src, name in jobs:
-                try:
-                    s.put_source(sys.stdin.buffer if src == "-" else src, name)
-                except (NotFoundError, UsageError) as e:
-                    failed.append(e)
-                    warn.append(str(e))
-                except OSError as e:  # opening this input failed: the others go on
-                    if e.filename is None or os.fsdecode(e.filename) != str(src):
-                        raise
-                    err = input_error(e, src)
-                    failed.append(err)
-                    warn.append(str(err))
-        rows = s.results
+        pending: BackendPending | None = None
+        try:
+            with out.progress(total or None, "put") as bar, \
+                    node.ingest(bar, wait=not args.no_wait) as s:
+                for src, name in jobs:
+                    try:
+                        s.put_source(sys.stdin.buffer if src == "-" else src, name)
+                    except (NotFoundError, UsageError) as e:
+                        failed.append(e)
+                        warn.append(str(e))
+                    except OSError as e:  # opening this input failed: the others go on
+                        if e.filename is None or os.fsdecode(e.filename) != str(src):
+                            raise
+                        err = input_error(e, src)
+                        failed.append(err)
+                        warn.append(str(err))
+            rows = s.results
+        except BackendPending as e:  # stored and durable here; a backend step is pending
+            pending, rows = e, e.results
     for w in warn:
         sys.stderr.write(f"mosaic: warning: {w}\n")
     for r in rows:
         out.line(f"{r.hash}  {r.names[0] if r.names else '-'}")
-    out.doc({"files": [{"hash": r.hash, "name": r.names[0] if r.names else None, "size": r.size,
-                        "chunks": r.chunks, "new_chunks": r.new_chunks, "new_bytes": r.new_bytes}
-                       for r in rows],
-             "size": sum(r.size for r in rows), "new_bytes": sum(r.new_bytes for r in rows),
-             "errors": [str(e) for e in failed]})
-    return failed[0].exit_code if failed else 0
+    doc = {"files": [{"hash": r.hash, "name": r.names[0] if r.names else None, "size": r.size,
+                      "chunks": r.chunks, "new_chunks": r.new_chunks, "new_bytes": r.new_bytes}
+                     for r in rows],
+           "size": sum(r.size for r in rows), "new_bytes": sum(r.new_bytes for r in rows),
+           "errors": [str(e) for e in failed]}
+    return finish(out, doc, str(pending) if pending else None,
+                  failed[0].exit_code if failed else 0)
 
 
 def check_name_ok(raw: str) -> bool:
@@ -196,20 +204,18 @@ def cmd_rm(args: argparse.Namespace, out: Output) -> int:
     with open_node(args) as node:
         for ref in args.refs:
             removed += node.rm(ref)
-        node.save_index_copy()
+        warning = save_index_copy(node)
     for r in removed:
         out.line(f"removed {r}")
-    out.doc({"removed": removed})
-    return 0
+    return finish(out, {"removed": removed}, warning)
 
 
 def cmd_mv(args: argparse.Namespace, out: Output) -> int:
     """mosaic mv OLD NEW"""
     with open_node(args) as node:
         node.mv(args.old, args.new)
-        node.save_index_copy()
-    out.doc({"old": check_name(args.old), "new": check_name(args.new)})
-    return 0
+        warning = save_index_copy(node)
+    return finish(out, {"old": check_name(args.old), "new": check_name(args.new)}, warning)
 
 
 def _fids(node: Node, refs: list[str], all_: bool) -> list[bytes] | None:
@@ -250,6 +256,21 @@ def _bytes_to_fetch(node: Node, fids: list[bytes] | None) -> int | None:
                     return None
                 total += p.size
     return total
+
+
+def cmd_check(args: argparse.Namespace, out: Output) -> int:
+    """mosaic check: the index's own consistency (no pack is read, no backend contacted)."""
+    from ..store.check import check
+    with open_node(args) as node:
+        rep = check(node.store)
+    for line in rep.problems:
+        out.line(line)
+    out.line(f"checked {rep.files} files, {rep.names} names, {rep.chunks} chunk records, "
+             f"{rep.packs} packs: " + ("ok" if rep.ok else f"{sum(rep.counts.values())} problems")
+             + (f"; {rep.garbage_chunks} unreferenced chunks for gc" if rep.garbage_chunks else "")
+             + (f"; {rep.orphan_files} orphan pack files" if rep.orphan_files else ""))
+    out.doc(rep.to_json())
+    return 0 if rep.ok else 3
 
 
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
@@ -311,11 +332,10 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
     data = read_input(args.file)
     with open_node(args) as node:
         stats = import_(node.store, data)
-        node.save_index_copy()
+        warning = save_index_copy(node)
     out.line(f"imported {stats['files']} files ({stats['new_files']} new, "
              f"{stats['new_chunks']} new chunk records, {stats['names']} names set)")
-    out.doc(stats)
-    return 0
+    return finish(out, stats, warning)
 
 
 def cmd_warm(args: argparse.Namespace, out: Output) -> int:
@@ -342,6 +362,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", type=positive_int, metavar="N",
                    help="parallel uploads (default 8)")
     p.set_defaults(func=cmd_put)
+    p = sub.add_parser("check", help="check the index's own consistency (fast; reads no packs)")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("get", help="write a file's exact bytes to DEST or stdout")
     p.add_argument("ref", metavar="HASH|NAME")
     p.add_argument("dest", nargs="?", metavar="DEST|-")

@@ -7,11 +7,11 @@ associated data b"mosaic-secrets v1", key = the metadata subkey.
 from __future__ import annotations
 
 import msgpack
-import nacl.utils
 
 from ..errors import KeyFileError
-from ..store import aead
-from ..store.home import Home, atomic_write
+from ..store import envelope
+from ..store.atomic import atomic_write
+from ..store.home import Home
 from ..store.keys import Keys
 
 _MAGIC = b"MOSSEC1\n"
@@ -25,11 +25,10 @@ def load_secrets(home: Home, keys: Keys) -> dict[str, dict[str, str]]:
         blob = path.read_bytes()
     except FileNotFoundError:
         return {}
-    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 24 + 16:
+    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + envelope.OVERHEAD:
         raise KeyFileError("secrets.bin is damaged")
-    body = blob[len(_MAGIC):]
-    plain = aead.decrypt(memoryview(body)[24:], _AAD, body[:24], keys.metadata, "secrets.bin")
-    data = msgpack.unpackb(bytes(plain), raw=False)
+    plain = envelope.open(keys.metadata, memoryview(blob)[len(_MAGIC):], _AAD, "secrets.bin")
+    data = msgpack.unpackb(plain, raw=False)
     if not isinstance(data, dict):
         raise KeyFileError("secrets.bin is damaged")
     return data
@@ -37,10 +36,5 @@ def load_secrets(home: Home, keys: Keys) -> dict[str, dict[str, str]]:
 
 def save_secrets(home: Home, keys: Keys, secrets: dict[str, dict[str, str]]) -> None:
     """Encrypt and store every backend's credentials (atomically, mode 0600)."""
-    plain = msgpack.packb(secrets, use_bin_type=True)
-    nonce = nacl.utils.random(24)
-    out = bytearray(len(_MAGIC) + 24 + len(plain) + aead.TAG_SIZE)
-    out[:len(_MAGIC)] = _MAGIC
-    out[len(_MAGIC):len(_MAGIC) + 24] = nonce
-    aead.encrypt_into(out, len(_MAGIC) + 24, plain, _AAD, nonce, keys.metadata)
-    atomic_write(home.root / "secrets.bin", bytes(out), mode=0o600)
+    blob = envelope.seal(keys.metadata, msgpack.packb(secrets, use_bin_type=True), _AAD, _MAGIC)
+    atomic_write(home.root / "secrets.bin", blob, mode=0o600)

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..errors import CapacityError, NotFoundError, UsageError
+from ..errors import BackendPending, CapacityError, NotFoundError, StorageError, UsageError
 from ..store.home import HomeLock, check_name
 from ..store.ingest import Ingest, PendingPut, PutResult
 from ..units import format_size
 from .gc import delete_pack_everywhere
-from .indexlog import write_log
+from .indexlog import save_changes
 from .placement import BackendSpace, choose
 from .uploads import BackgroundUploads
 
@@ -121,18 +121,37 @@ class PutSession:
         if self.uploads is not None:
             self.uploads.cancel()
 
+    def _backend_steps(self, ing: Ingest) -> StorageError | None:
+        """Finish the uploads and append the change to the index copies.
+
+        The local work is durable by now; a backend failure (other than a full
+        backend) is returned, not raised, so the caller can report both.
+        """
+        failed: StorageError | None = None
+        try:
+            if self.uploads is not None:
+                self.uploads.finish()
+        except CapacityError:
+            raise
+        except StorageError as e:
+            failed = e
+        if self.cloud.config.backends and (ing.sealed or ing.name_changes):
+            try:
+                save_changes(self.cloud)
+            except StorageError as e:
+                failed = failed or e
+        return failed
+
     def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> None:
         ing = self.ing
         assert ing is not None
         try:
             if et is None:
                 ing.close()
-                if self.uploads is not None:
-                    self.uploads.finish()
-                if self.cloud.config.backends and (ing.sealed or ing.name_changes):
-                    write_log(self.cloud, [p.pack_id for p in ing.sealed],
-                              [*ing.new_files, *(n for _, _, n in ing.name_changes if n)],
-                              [(name, new) for name, _, new in ing.name_changes])
+                pending = self._backend_steps(ing)
+                if pending is not None:
+                    raise BackendPending(f"stored locally, but {pending}",
+                                         results=[p.result() for p in self.pending])
             else:
                 ing.abort()
                 self._stop_uploads()

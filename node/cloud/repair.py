@@ -223,5 +223,8 @@ def status(cloud: Cloud, window_s: float = 3600.0) -> dict:
             r["count"] += 1
             r["seconds"] = max(r["seconds"], secs)
         repairs = len(list(cloud.index.iter_repairs(txn)))
+        want = cloud.config.effective_copies()
+        under = sum(1 for _, rec in cloud.index.iter_packs(txn)
+                    if want and rec.n_chunks and len(rec.locations) < want)
     return {"pending": pending, "transfers": rates, "recent_errors": errors[-20:],
-            "repairs_queued": repairs}
+            "repairs_queued": repairs, "copies_wanted": want, "under_replicated_packs": under}

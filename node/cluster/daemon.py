@@ -38,7 +38,7 @@ from ..cloud.cloud import Cloud
 from ..cloud.credentials import load_secrets
 from ..cloud.hub import BackendHub, HubClosed
 from ..cloud.uploads import upload_pending
-from ..store.home import atomic_write
+from ..store.atomic import atomic_write
 from ..store.store import Store
 from . import replica
 from .fetch import read_object, store_objects

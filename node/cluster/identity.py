@@ -13,20 +13,19 @@ so a lost identity.crt is rebuilt identically from identity.key and the node ID
 does not change. Losing identity.key means a new identity: every peer has to
 trust the new node ID.
 
-Files are created with temp + fsync + hard link (an atomic "create unless it
-exists", falling back to rename where hard links are unsupported) + fsync of
-the folder, so two processes starting at once agree on one identity.
+Files are created with store/atomic.py's `create_new`: temp file (exclusive,
+final mode) + fsync + hard link (an atomic "create unless it exists", falling
+back to rename where hard links are unsupported) + fsync of the folder, so two
+processes starting at once agree on one identity.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import hashlib
 import logging
 import os
 import re
-import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -35,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import KeyFileError, UsageError
-from ..store.home import fsync_dir
+from ..store.atomic import create_new
 
 __all__ = [
     "CERT_FILE",
@@ -137,36 +136,6 @@ def _raw_public(key: Ed25519PrivateKey) -> bytes:
                                          serialization.PublicFormat.Raw)
 
 
-def _create_exclusive(path: Path, data: bytes, mode: int) -> bool:
-    """Durably create `path` holding `data` unless it exists; False if it did."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # atomic, never replaces
-        except FileExistsError:
-            return False
-        except OSError as e:  # no hard links here (FAT, some FUSE/network file systems)
-            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS,
-                               errno.EXDEV, errno.EMLINK):
-                raise
-            if path.exists():
-                return False
-            os.rename(tmp, path)
-        fsync_dir(path.parent)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read(path: Path) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -235,7 +204,7 @@ class Identity:
             pem = new.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-            _create_exclusive(key_path, pem, 0o600)  # if we lost a race, read the winner's
+            create_new(key_path, pem, 0o600)  # if we lost a race, read the winner's
             key_pem = _read(key_path)
             if key_pem is None:
                 raise IdentityError(f"{key_path} vanished while it was being created")
@@ -250,7 +219,7 @@ class Identity:
         if cert_pem is None:
             der = _make_cert(key)
             pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-            _create_exclusive(cert_path, pem, 0o644)
+            create_new(cert_path, pem, 0o644)
             cert_pem = _read(cert_path)
             if cert_pem is None:
                 raise IdentityError(f"{cert_path} vanished while it was being created")

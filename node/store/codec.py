@@ -17,17 +17,16 @@ from __future__ import annotations
 import threading
 
 import blake3
-import nacl.utils
 import zstandard
 
 from ..errors import IntegrityError
-from . import aead
+from . import envelope
 
 FORMAT_VERSION = 1
 COMP_RAW = 0
 COMP_ZSTD = 1
-HEADER_SIZE = 26
-TAG_SIZE = 16
+HEADER_SIZE = 2 + envelope.NONCE_SIZE
+TAG_SIZE = envelope.TAG_SIZE
 OVERHEAD = HEADER_SIZE + TAG_SIZE
 _AAD_PREFIX = b"mosaic-chunk"
 DEFAULT_LEVEL = 3
@@ -66,7 +65,10 @@ def _aad(version: int, comp: int, cid: bytes) -> bytes:
     return _AAD_PREFIX + bytes((version, comp)) + cid
 
 
-def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytearray:
+_HEADERS = {c: bytes((FORMAT_VERSION, c)) for c in (COMP_RAW, COMP_ZSTD)}
+
+
+def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
     """Compress (unless that does not shrink it) and encrypt one chunk into a stored object."""
     comp = COMP_RAW
     payload: bytes | memoryview = data
@@ -74,16 +76,11 @@ def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DE
         z = _compressor(level).compress(data)
         if len(z) < len(data):
             comp, payload = COMP_ZSTD, z
-    nonce = nacl.utils.random(24)
-    out = bytearray(HEADER_SIZE + len(payload) + TAG_SIZE)
-    out[0], out[1] = FORMAT_VERSION, comp
-    out[2:HEADER_SIZE] = nonce
-    aead.encrypt_into(out, HEADER_SIZE, payload, _aad(FORMAT_VERSION, comp, cid), nonce, enc_key)
-    return out
+    return envelope.seal(enc_key, payload, _aad(FORMAT_VERSION, comp, cid), _HEADERS[comp])
 
 
 def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
-           plain_len: int | None = None, where: str = "") -> bytes | bytearray:
+           plain_len: int | None = None, where: str = "") -> bytes:
     """Authenticate, decrypt, decompress and ID-check one stored object.
 
     Raises IntegrityError (naming the chunk and `where` it came from) on any
@@ -96,9 +93,8 @@ def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
     version, comp = blob[0], blob[1]
     if version != FORMAT_VERSION or comp not in (COMP_RAW, COMP_ZSTD):
         raise IntegrityError(f"{label} has an unknown format ({version}/{comp})")
-    payload = aead.decrypt(blob[HEADER_SIZE:], _aad(version, comp, cid), bytes(blob[2:HEADER_SIZE]),
-                           enc_key, label)
-    data: bytes | bytearray
+    payload = envelope.open(enc_key, blob[2:], _aad(version, comp, cid), label)
+    data: bytes
     if comp == COMP_ZSTD:
         try:
             limit = plain_len if plain_len is not None else 64 << 20

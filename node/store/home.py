@@ -19,7 +19,11 @@ from pathlib import Path
 
 import tomli_w
 
+from mosaic.protocol import name_rules
+
 from ..errors import BusyError, HomeError, UsageError
+from .atomic import atomic_write as atomic_write  # re-exported: callers outside the store use it
+from .atomic import fsync_dir as fsync_dir
 
 CONFIG_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
@@ -157,35 +161,6 @@ class Home:
         return self.packs_dir / h[:2] / h
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` atomically: temp file, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename in it is durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class HomeLock:
     """An flock on HOME/lock: writers share it, gc takes it exclusively."""
 
@@ -212,13 +187,9 @@ class HomeLock:
 
 
 def check_name(name: str) -> str:
-    """Normalise a virtual path name: no leading '/', './', no empty or '..' parts."""
-    if not isinstance(name, str) or "\x00" in name:
-        raise UsageError("names must be text without NUL bytes")
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts or any(p == ".." for p in parts):
-        raise UsageError(f"invalid name: {name!r}")
-    out = "/".join(parts)
-    if len(out.encode("utf-8")) > 480:
-        raise UsageError(f"name too long ({len(out)} characters)")
-    return out
+    """The canonical form of a name given by a person (protocol/name_rules.py's rule);
+    UsageError (exit 2, one line) if it is not a valid name."""
+    try:
+        return name_rules.check_name(name)
+    except name_rules.InvalidName as e:
+        raise UsageError(str(e)) from None

@@ -16,7 +16,12 @@ chunk records) store a few bytes instead of a 32-byte ID. Record layouts
     uploads    pack_id + backend name -> b""   (the durable upload queue)
     repairs    pack_id + backend name -> reason (utf-8)   (copies found missing or corrupt)
     events     time_ns (u64 BE) + 4 random bytes -> msgpack [kind, backend, bytes, seconds, error]
-    meta       b"schema", b"next_file", b"next_pack" -> counters
+    journal    kind (b"p" pack, b"c" chunk, b"m" manifest, b"n" name) + pack/chunk/file ID or
+               utf-8 name -> change number (u64 LE): what changed since the backends' index
+               copies last heard (cloud/indexlog.py); written in the transaction of the change,
+               only while meta b"journal" is set (b"N" + BLAKE2b(name) -> number + name for
+               a name too long for a key)
+    meta       b"schema", b"next_file", b"next_pack", b"journal_seq" -> counters
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ class Index:
     """The node's LMDB environment and its named tables."""
 
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
-              "repairs", "events",
+              "repairs", "events", "journal",
               # replication (cluster/replica.py): empty until the node has had a peer
               "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have",
               "wantedby", "namewait")
@@ -166,6 +171,9 @@ class Index:
             self.repl_origin: bytes | None = txn.get(b"node_id", db=self.db["meta"])
         #: replication's hook (cluster layer); required once repl_origin is set
         self.change_log: ChangeLog | None = None
+        # the write transaction the journal last looked at, and its change number (None: off)
+        self._jtxn: lmdb.Transaction | None = None
+        self._jseq: int | None = None
 
     def _change_log(self) -> ChangeLog:
         if self.change_log is None:
@@ -227,6 +235,7 @@ class Index:
         txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
                 db=self.db["manifests"])
         txn.put(BE64.pack(no), m.file_id, db=self.db["files"], append=True)
+        self._journal(txn, b"m" + m.file_id)
         if self.repl_origin is not None:
             self._change_log().log_manifest(self, txn, m)
         return True
@@ -248,6 +257,7 @@ class Index:
             self.set_names(txn, [(n, None) for n in names])
         txn.delete(fid, db=self.db["manifests"])
         txn.delete(BE64.pack(no), db=self.db["files"])
+        self._journal(txn, b"m" + fid)
         if self.repl_origin is not None:
             self._change_log().log_have(self, txn, fid, False)
         return True
@@ -292,6 +302,23 @@ class Index:
             if fid is not None:
                 yield name, fid
 
+    def resolve_names(self, txn: lmdb.Transaction, names: Iterable[str]) -> dict[str, bytes | None]:
+        """name -> the file ID it points at (or None), for many names: each block decoded once."""
+        from .namestore import _decode
+        out: dict[str, bytes | None] = {}
+        cur = txn.cursor(db=self.names.db)
+        block, entries = None, {}
+        for name in sorted(set(names)):
+            bkey = self.names._find(cur, name.encode("utf-8"))
+            if bkey is None:
+                out[name] = None
+                continue
+            if bkey != block:
+                block, entries = bkey, dict(_decode(cur.value()))
+            no = entries.get(name)
+            out[name] = self._file_id(txn, no) if no is not None else None
+        return out
+
     def names_of(self, fid: bytes, txn: lmdb.Transaction | None = None) -> list[str]:
         """Every name that points at a file ID (scans the name blocks)."""
         t = txn or self.read()
@@ -325,6 +352,7 @@ class Index:
             old_fid = self._file_id(txn, old) if old is not None else None
             new_fid = self._file_id(txn, new) if new is not None else None
             out.append((name, old_fid, new_fid))
+            self._journal_name(txn, name)
         return out
 
     def set_name(self, txn: lmdb.Transaction, name: str, fid: bytes) -> bytes | None:
@@ -370,11 +398,15 @@ class Index:
     def put_chunk(self, txn: lmdb.Transaction, cid: bytes, r: ChunkRecord, overwrite: bool = True) -> bool:
         """Record a chunk (its pack must have a record); False if it existed and not overwriting."""
         row = [self._pack_no(txn, r.pack_id), r.offset, r.stored_len, r.plain_len, r.refcount]
-        return txn.put(cid, _pack(row), db=self.db["chunks"], overwrite=overwrite)
+        done = txn.put(cid, _pack(row), db=self.db["chunks"], overwrite=overwrite)
+        if done:
+            self._journal(txn, b"c" + cid)
+        return done
 
     def delete_chunk(self, txn: lmdb.Transaction, cid: bytes) -> None:
         """Drop a chunk record."""
-        txn.delete(cid, db=self.db["chunks"])
+        if txn.delete(cid, db=self.db["chunks"]):
+            self._journal(txn, b"c" + cid)
 
     def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkRecord]]:
         """Every (chunk_id, record)."""
@@ -395,10 +427,14 @@ class Index:
         """Create or replace a pack record (a new pack gets the next pack number)."""
         v = txn.get(pid, db=self.db["packs"])
         if v is not None:
-            no = _unpack(v)[0]
+            old = _unpack(v)
+            no = old[0]
+            if old[1:3] + [list(old[4])] != [r.size, r.n_chunks, list(r.locations)]:
+                self._journal(txn, b"p" + pid)  # not for the local flag (cache only)
         else:
             no = self.next_counter(txn, b"next_pack")
             txn.put(BE64.pack(no), pid, db=self.db["packnos"], append=True)
+            self._journal(txn, b"p" + pid)
         txn.put(pid, _pack([no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]),
                 db=self.db["packs"])
 
@@ -408,6 +444,7 @@ class Index:
         if v is not None:
             txn.delete(BE64.pack(_unpack(v)[0]), db=self.db["packnos"])
             txn.delete(pid, db=self.db["packs"])
+            self._journal(txn, b"p" + pid)
         txn.delete(pid, db=self.db["atime"])
 
     def iter_packs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, PackRecord]]:
@@ -482,6 +519,63 @@ class Index:
         for k, v in cur.iternext():
             kind, backend, nbytes, seconds, error = _unpack(v)
             yield BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
+
+    # ---- change journal (what the backends' index copies have not heard yet) -----
+    def _journal(self, txn: lmdb.Transaction, key: bytes, extra: bytes = b"") -> None:
+        """Note that the record at `key` changed in this transaction (if the journal is on)."""
+        if txn is not self._jtxn:  # the first change of a transaction: is the journal on?
+            self._jtxn = txn
+            self._jseq = None
+            if txn.get(b"journal", db=self.db["meta"]) is not None:
+                v = txn.get(b"journal_seq", db=self.db["meta"])
+                self._jseq = (U64.unpack(v)[0] if v else 0) + 1
+                txn.put(b"journal_seq", U64.pack(self._jseq), db=self.db["meta"])
+        if self._jseq is not None:
+            txn.put(key, U64.pack(self._jseq) + extra, db=self.db["journal"])
+
+    def _journal_name(self, txn: lmdb.Transaction, name: str) -> None:
+        raw = name.encode("utf-8")
+        if len(raw) < self.env.max_key_size():
+            self._journal(txn, b"n" + raw)
+        else:
+            import hashlib
+            self._journal(txn, b"N" + hashlib.blake2b(raw).digest(), raw)
+
+    def journal_on(self, txn: lmdb.Transaction) -> bool:
+        """True while changes are journaled."""
+        return txn.get(b"journal", db=self.db["meta"]) is not None
+
+    def set_journal(self, txn: lmdb.Transaction, on: bool) -> None:
+        """Start journaling changes, or stop and forget the journal."""
+        if on:
+            txn.put(b"journal", b"1", db=self.db["meta"])
+        else:
+            txn.delete(b"journal", db=self.db["meta"])
+            txn.drop(self.db["journal"], delete=False)
+        self._jtxn = None
+
+    def journal_seq(self, txn: lmdb.Transaction) -> int:
+        """The number of the newest journaled change (0 if none)."""
+        v = txn.get(b"journal_seq", db=self.db["meta"])
+        return U64.unpack(v)[0] if v else 0
+
+    def iter_journal(self, txn: lmdb.Transaction, after: int = 0) -> Iterator[tuple[str, bytes]]:
+        """(kind, key) of records changed after change number `after`: kind "p" (pack ID),
+        "c" (chunk ID), "m" (file ID) or "n" (utf-8 name)."""
+        for k, v in txn.cursor(db=self.db["journal"]).iternext():
+            if U64.unpack_from(v)[0] > after:
+                if k[:1] == b"N":
+                    yield "n", bytes(v[8:])
+                else:
+                    yield k[:1].decode(), bytes(k[1:])
+
+    def trim_journal(self, txn: lmdb.Transaction, upto: int) -> int:
+        """Forget changes numbered `upto` or lower (every copy has them); returns how many."""
+        db = self.db["journal"]
+        done = [k for k, v in txn.cursor(db=db).iternext() if U64.unpack_from(v)[0] <= upto]
+        for k in done:
+            txn.delete(k, db=db)
+        return len(done)
 
     def count(self, table: str) -> int:
         """Number of rows in a table."""

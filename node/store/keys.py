@@ -10,18 +10,19 @@ one context string per purpose, so no two purposes ever share a key.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import nacl.bindings as sodium
-import nacl.exceptions
 import nacl.pwhash.argon2id as argon2id
 import nacl.utils
 
-from ..errors import KeyFileError
+from ..errors import IntegrityError, KeyFileError
+from . import envelope
+from .atomic import atomic_write, create_new
 
 KEY_FORMAT = "mosaic-key"
 KEY_VERSION = 1
@@ -111,8 +112,8 @@ def seal(master: bytes, passphrase: str | None, params: dict) -> dict:
     salt = nacl.utils.random(argon2id.SALTBYTES)
     kek = argon2id.kdf(32, passphrase.encode("utf-8"), salt,
                        opslimit=KDF_OPSLIMIT, memlimit=KDF_MEMLIMIT)
-    nonce = nacl.utils.random(24)
-    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(master, _SEAL_AAD, nonce, kek)
+    sealed = envelope.seal(kek, master, _SEAL_AAD)
+    nonce, ct = sealed[:envelope.NONCE_SIZE], sealed[envelope.NONCE_SIZE:]
     doc["sealed"] = True
     doc["kdf"] = {"name": "argon2id", "opslimit": KDF_OPSLIMIT, "memlimit": KDF_MEMLIMIT,
                   "salt": _b64(salt)}
@@ -144,12 +145,14 @@ def unseal(doc: dict, passphrase: str | None) -> bytes:
         salt = _unb64(kdf.get("salt"), "salt")
         nonce = _unb64(doc.get("nonce"), "nonce")
         ct = _unb64(doc.get("ciphertext"), "ciphertext")
-        if len(salt) != argon2id.SALTBYTES or len(nonce) != 24:
+        if len(salt) != argon2id.SALTBYTES or len(nonce) != envelope.NONCE_SIZE:
             raise KeyFileError("key file is damaged (salt or nonce)")
+        if len(ct) < envelope.TAG_SIZE:
+            raise KeyFileError("key file is damaged (ciphertext)")
         kek = argon2id.kdf(32, passphrase.encode("utf-8"), salt, opslimit=ops, memlimit=mem)
         try:
-            master = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ct, _SEAL_AAD, nonce, kek)
-        except nacl.exceptions.CryptoError:
+            master = envelope.open(kek, nonce + ct, _SEAL_AAD, "the sealed master key")
+        except IntegrityError:
             raise KeyFileError("wrong passphrase") from None
     if len(master) != 32 or derive_keys(master).key_id != doc.get("key_id"):
         raise KeyFileError("key file is damaged (key id does not match)")
@@ -169,17 +172,19 @@ def read_key_file(path: Path) -> dict:
     return doc
 
 
-def write_key_file(path: Path, doc: dict) -> None:
-    """Write a key file atomically with mode 0600 (temp + fsync + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def key_file_text(doc: dict) -> str:
+    """The key file's text (JSON)."""
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def write_key_file(path: Path, doc: dict, exclusive: bool = False) -> None:
+    """Write a key file atomically, mode 0600 from its creation (see atomic.py).
+
+    With `exclusive`, FileExistsError if anything (even a dangling symlink) is at
+    `path`: the check and the creation are one atomic step.
+    """
+    data = key_file_text(doc).encode("utf-8")
+    if not exclusive:
+        atomic_write(path, data, mode=0o600)
+    elif not create_new(path, data, 0o600):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))

@@ -1,5 +1,9 @@
 """Writing restored files: temp file in the same folder, then rename, so a reader
-never sees half a file and a failure leaves nothing behind."""
+never sees half a file and a failure leaves nothing behind (atomic.TempFile: the
+destination is replaced, never opened, so a symlink there is not followed).
+
+Restored files are not fsynced (like `cp`): a restore that returned is complete
+for every reader, and one cut by a crash is simply run again."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import StorageError, UsageError
+from .atomic import TempFile
 
 Progress = Callable[[int], None]
 IOV_MAX = 1024
@@ -30,11 +35,6 @@ def write_all(fd: int, parts: list[bytes]) -> int:
     return total
 
 
-def _temp_for(dest: str) -> str:
-    head, tail = os.path.split(dest)
-    return os.path.join(head, f".{tail}.mosaic-{os.getpid()}")
-
-
 def _write_error(dest: str | Path, e: OSError) -> Exception:
     if e.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {dest}")
@@ -49,20 +49,12 @@ def _replacing(dest: str) -> Iterator[int]:
 
     On any error the temp file is removed; OS errors become one-line Mosaic errors.
     """
-    tmp = _temp_for(dest)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
-        os.rename(tmp, dest)
+        with TempFile.beside(dest, 0o666) as t:
+            yield t.fd
+            t.commit(dest, durable=False)
     except OSError as e:
-        _unlink_quietly(tmp)
         raise _write_error(dest, e) from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
 
 
 def write_atomically(dest: Path, chunks: Iterator[bytes] | Callable[[int], int],
@@ -105,10 +97,3 @@ def make_folders(folders: set[Path]) -> None:
             raise UsageError(f"a folder above {folder} exists and is not a folder") from None
         except OSError as e:
             raise StorageError(f"cannot create {folder}: {e.strerror or e}") from None
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -20,15 +20,15 @@ import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import blake3
 import msgpack
-import nacl.bindings as sodium
-import nacl.exceptions
-import nacl.utils
 
 from ..errors import IntegrityError, StorageError
-from .home import Home, fsync_dir
+from . import envelope
+from .atomic import TempFile, fsync_dir
+from .home import Home
 
 MAGIC = b"MOSPACK1"
 TRAILER_VERSION = 1
@@ -59,9 +59,7 @@ def build_trailer(key: bytes, entries: list[PackEntry] | tuple[PackEntry, ...]) 
     """The encrypted chunk table plus its length."""
     table = msgpack.packb([[e.chunk_id, e.offset, e.stored_len, e.plain_len] for e in entries],
                           use_bin_type=True)
-    nonce = nacl.utils.random(24)
-    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(table, _AAD, nonce, key)
-    body = bytes((TRAILER_VERSION,)) + nonce + ct
+    body = envelope.seal(key, table, _AAD, bytes((TRAILER_VERSION,)))
     return body + _LEN.pack(len(body))
 
 
@@ -72,18 +70,15 @@ def parse_pack(key: bytes, data: bytes | memoryview) -> list[PackEntry]:
         raise IntegrityError("not a pack file (bad magic)")
     (n,) = _LEN.unpack(data[-4:])
     start = len(data) - 4 - n
-    if n < 1 + 24 + 16 or start < len(MAGIC):
+    if n < 1 + envelope.OVERHEAD or start < len(MAGIC):
         raise IntegrityError("pack trailer is truncated")
     body = data[start:len(data) - 4]
     if body[0] != TRAILER_VERSION:
         raise IntegrityError(f"unknown pack trailer version {body[0]}")
+    table = envelope.open(key, body[1:], _AAD, "pack trailer")
     try:
-        table = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(bytes(body[25:]), _AAD,
-                                                                   bytes(body[1:25]), key)
         rows = msgpack.unpackb(table, raw=False)
         entries = [PackEntry(bytes(c), int(o), int(s), int(p)) for c, o, s, p in rows]
-    except nacl.exceptions.CryptoError:
-        raise IntegrityError("pack trailer failed authentication") from None
     except (ValueError, TypeError, msgpack.UnpackException):
         raise IntegrityError("pack trailer is malformed") from None
     for e in entries:
@@ -110,15 +105,24 @@ def _os_error(e: OSError, what: str) -> StorageError:
     return StorageError(f"I/O error while {what}: {e.strerror or e}")
 
 
+def _make_folder(folder: Path) -> None:
+    """packs/xx/, made durable the first time (its entry in packs/ is fsynced)."""
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        fsync_dir(folder.parent)
+
+
 class PackWriter:
-    """Appends objects to a temporary pack file; `seal` makes it durable."""
+    """Appends objects to a temporary pack file in HOME/tmp; `seal` makes it durable."""
 
     def __init__(self, home: Home, index_key: bytes):
         self.home, self.key = home, index_key
-        self.tmp = home.tmp_dir / f"pack-{os.getpid()}-{nacl.utils.random(8).hex()}"
+        self.tmp: TempFile | None = None
         self.f = None
         try:
-            self.f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - closed in seal/abort
+            self.tmp = TempFile(home.tmp_dir, 0o600, "pack")
+            # the writer: unbuffered, on the temp file's descriptor (which TempFile closes)
+            self.f = open(self.tmp.fd, "wb", buffering=0, closefd=False)  # noqa: SIM115
             self._write_all(MAGIC)
         except OSError as e:
             self.abort()
@@ -144,7 +148,7 @@ class PackWriter:
         while view:
             n = self.f.write(view)
             if not n:
-                raise OSError(28, "No space left on device")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             view = view[n:]
 
     def seal(self) -> SealedPack:
@@ -153,13 +157,11 @@ class PackWriter:
         try:
             self._write_all(trailer)
             self.hasher.update(trailer)
-            os.fsync(self.f.fileno())
-            self.f.close()
             pid = self.hasher.digest()
             dest = self.home.pack_path(pid)
-            dest.parent.mkdir(exist_ok=True)
-            os.replace(self.tmp, dest)
-            fsync_dir(dest.parent)
+            _make_folder(dest.parent)
+            self.f.close()  # the writer only; the descriptor is TempFile's
+            self.tmp.commit(dest)
         except OSError as e:
             self.abort()
             raise _os_error(e, "sealing a pack") from None
@@ -167,15 +169,11 @@ class PackWriter:
 
     def abort(self) -> None:
         """Drop the temporary file."""
-        if self.f is not None:
-            try:
-                self.f.close()
-            except OSError:
-                pass
-        try:
-            self.tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        f = getattr(self, "f", None)
+        if f is not None:
+            f.close()
+        if self.tmp is not None:
+            self.tmp.discard()
 
 
 class LocalPacks:
@@ -219,19 +217,14 @@ class LocalPacks:
         return self.home.pack_path(pid).read_bytes()
 
     def write(self, pid: bytes, data: bytes) -> None:
-        """Store a pack fetched from elsewhere (temp + fsync + rename)."""
+        """Store a pack fetched from elsewhere (atomically, see atomic.py)."""
         dest = self.home.pack_path(pid)
-        dest.parent.mkdir(exist_ok=True)
-        tmp = self.home.tmp_dir / f"fetch-{os.getpid()}-{nacl.utils.random(8).hex()}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-            fsync_dir(dest.parent)
+            _make_folder(dest.parent)
+            with TempFile(self.home.tmp_dir, 0o600, "fetch") as t:
+                t.write(data)
+                t.commit(dest)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise _os_error(e, "storing a fetched pack") from None
 
     def delete(self, pid: bytes) -> None:

@@ -24,6 +24,8 @@ from .index import LOCAL, Index, Manifest
 from .packs import LocalPacks
 
 log = logging.getLogger("mosaic")
+MIN_PACK = 64 * 1024  # smaller packs cost a backend request per few chunks
+MAX_PACK = 256 * 1024 * 1024  # a pack is read whole by scrub, repair and warm
 
 
 class Store:
@@ -76,6 +78,11 @@ class Store:
         if params.min_size % 2:
             raise UsageError("chunk min size must be an even number of bytes "
                              "(FastCDC looks for cut points two bytes at a time)")
+        if pack_size is not None and not MIN_PACK <= pack_size <= MAX_PACK:
+            raise UsageError(f"pack size must be between {MIN_PACK // 1024} KiB and "
+                             f"{MAX_PACK // (1024 * 1024)} MiB")
+        if cache_capacity is not None and cache_capacity < 0:
+            raise UsageError("cache capacity cannot be negative")
         extra = {k: v for k, v in (("pack_size", pack_size), ("cache_capacity", cache_capacity))
                  if v is not None}
         cfg = Config(chunk_min=params.min_size, chunk_avg=params.avg_size,

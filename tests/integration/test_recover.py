@@ -1,7 +1,8 @@
 """Disaster recovery: a lost home is rebuilt from the index copy on an S3 bucket.
 
 A node with an S3 (moto) and a dir backend stores files, removes one and renames
-one. A fresh home joined with the exported key (`init --key-file`) adds the same
+one (each change adds one log object to the index copy on both backends, not a
+snapshot). A fresh home joined with the exported key (`init --key-file`) adds the same
 bucket and runs `recover --from` it: every remaining file comes back byte-identical
 by name and by hash, the renamed one under its new name only, the removed one is gone.
 """
@@ -40,6 +41,12 @@ def test_recover_from_s3(s3_servers, tmp_path: Path) -> None:  # noqa: ANN001
     files[moved_to] = files.pop(moved)
     assert b3(tree.files[removed.removeprefix("docs/")]) not in {b3(v) for v in files.values()}, \
         "the removed file's content must not also be another file's"
+
+    # the index copy grew by the changes: one snapshot (the first put), then a log per change
+    copy = sorted(srv.objects("index/"), key=lambda k: k.rsplit("-", 1)[1])
+    assert [k.rsplit("/", 1)[1].split("-")[0] for k in copy] == ["snap", "log", "log", "log"], copy
+    assert sorted(n.name for n in (tmp_path / "nas" / "index").rglob("*")
+                  if n.is_file()) == sorted(k.rsplit("/", 1)[1] for k in copy)
 
     key = tmp_path / "key.json"
     old.ok("key", "export", "-o", key, timeout=30)

@@ -31,7 +31,7 @@ uints = st.integers(min_value=0, max_value=MAX_UINT)
 hlcs = st.integers(min_value=2, max_value=MAX_UINT)
 backend = st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True)
 name_part = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1,
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"), min_size=1,
     max_size=8,
 ).filter(lambda p: p not in (".", ".."))
 names = st.lists(name_part, min_size=1, max_size=3).map("/".join)

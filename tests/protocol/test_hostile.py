@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mosaic.protocol.errors import BadMessage, FrameTooLarge, MalformedFrame, ProtocolError
 from mosaic.protocol.framing import FrameDecoder, encode_frame
+from mosaic.protocol.limits import PROTOCOL_VERSION
 from mosaic.protocol.memstore import MemoryStore
 from mosaic.protocol.messages import Hello, Message, Summary, decode_message, encode_message
 from mosaic.protocol.sync import SyncSession
@@ -40,7 +41,7 @@ def live_session() -> tuple[SyncSession, MemoryStore]:
     """A session ready for Records: handshake done, peer claims lots of data."""
     store = MemoryStore(ME)
     s = SyncSession(ME, store)
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     s.receive(Summary(((PEER, 1000),)))
     return s, store
 

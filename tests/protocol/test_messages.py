@@ -155,7 +155,7 @@ def test_bad_records(wire: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("name", [
-    "", "/abs", "a//b", "a/./b", "../x", "a/..", "nul\x00", "x" * 1025, "é" * 513, 7, b"x",
+    "", "/abs", "a//b", "a/./b", "../x", "a/..", "nul\x00", "x" * 401, "é" * 201, "tab\t", "del\x7f", "c1\x85", 7, b"x",
 ])
 def test_bad_names(name: Any) -> None:
     rejected([3, A, [[1, 2, name, B, 100, A, None, []]], False])
@@ -177,7 +177,7 @@ def test_bad_versions(version: list[Any]) -> None:
 
 
 def test_names_at_the_limit() -> None:
-    ok = "/".join(["x" * 100] * 10) + "/" + "y" * 14  # 1024 bytes
+    ok = "/".join(["x" * 99] * 4) + "y"  # 400 bytes
     msg = decode_message(raw([3, A, [[1, 2, ok, None, 5, A, None, []]], False]))
     assert isinstance(msg, Records)
 
@@ -265,7 +265,7 @@ def test_size_bound_worst_cases() -> None:
     loc = ChunkLocation(C, B, MAX_UINT, (1 << 32) - 1, tuple(f"{i:02}" + "b" * 62 for i in range(16)))
     big = ManifestRecord(A, 300 * ((1 << 32) - 1), MAX_UINT, ((C, (1 << 32) - 1),) * 300,
                          (loc,) * 300)
-    name = NameRecord("\U0001f600" * 256, A, Version(MAX_UINT, A, VersionRef(MAX_UINT - 1, B),
+    name = NameRecord("\U0001f600" * 100, A, Version(MAX_UINT, A, VersionRef(MAX_UINT - 1, B),
                       tuple(VersionRef(i + 1, C) for i in range(256))))
     for rec in (big, name):
         assert len(raw(entry_to_wire(LogEntry(MAX_UINT, rec)))) <= size_bound(rec)

@@ -13,7 +13,7 @@ from mosaic.protocol.errors import (
     UnexpectedMessage,
     VersionMismatch,
 )
-from mosaic.protocol.limits import MAX_WANT
+from mosaic.protocol.limits import MAX_WANT, PROTOCOL_VERSION
 from mosaic.protocol.memstore import MemoryStore
 from mosaic.protocol.messages import (
     Bye,
@@ -40,7 +40,7 @@ def live_session(**kw: object) -> tuple[SyncSession, MemoryStore]:
     store = MemoryStore(ME)
     s = SyncSession(ME, store, **kw)  # type: ignore[arg-type]
     s.start()
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     s.receive(Summary(()))
     assert s.state is SessionState.IDLE
     return s, store
@@ -54,12 +54,12 @@ def entries(n: int, first: int = 1) -> tuple[LogEntry, ...]:
 def test_handshake_as_dialer_and_as_listener() -> None:
     store = MemoryStore(ME)
     dialer = SyncSession(ME, store, capabilities=["chunks"], software="t")
-    assert dialer.start() == [Hello(1, ME, ("chunks",), "t")]
+    assert dialer.start() == [Hello(PROTOCOL_VERSION, ME, ("chunks",), "t")]
     assert dialer.state is SessionState.AWAIT_HELLO
-    assert dialer.receive(Hello(1, PEER)) == [Summary(())]
-    assert dialer.state is SessionState.SYNCING and dialer.peer == Hello(1, PEER)
+    assert dialer.receive(Hello(PROTOCOL_VERSION, PEER)) == [Summary(())]
+    assert dialer.state is SessionState.SYNCING and dialer.peer == Hello(PROTOCOL_VERSION, PEER)
     listener = SyncSession(ME, store)
-    assert listener.receive(Hello(1, PEER)) == [Hello(1, ME, (), "mosaic"), Summary(())]
+    assert listener.receive(Hello(PROTOCOL_VERSION, PEER)) == [Hello(PROTOCOL_VERSION, ME, (), "mosaic"), Summary(())]
     with pytest.raises(LocalProtocolError):
         listener.start()
 
@@ -67,18 +67,18 @@ def test_handshake_as_dialer_and_as_listener() -> None:
 def test_version_mismatch_closes() -> None:
     s = SyncSession(ME, MemoryStore(ME))
     with pytest.raises(VersionMismatch) as info:
-        s.receive(Hello(2, PEER))
-    assert (info.value.ours, info.value.theirs) == (1, 2)
+        s.receive(Hello(PROTOCOL_VERSION + 1, PEER))
+    assert (info.value.ours, info.value.theirs) == (PROTOCOL_VERSION, PROTOCOL_VERSION + 1)
     assert s.state is SessionState.CLOSED
     with pytest.raises(UnexpectedMessage):
-        s.receive(Hello(1, PEER))
+        s.receive(Hello(PROTOCOL_VERSION, PEER))
 
 
 def test_peer_identity_checks() -> None:
     with pytest.raises(PeerMismatch):
-        SyncSession(ME, MemoryStore(ME)).receive(Hello(1, ME))
+        SyncSession(ME, MemoryStore(ME)).receive(Hello(PROTOCOL_VERSION, ME))
     with pytest.raises(PeerMismatch):
-        SyncSession(ME, MemoryStore(ME), expected_peer_id=PEER).receive(Hello(1, nid("x")))
+        SyncSession(ME, MemoryStore(ME), expected_peer_id=PEER).receive(Hello(PROTOCOL_VERSION, nid("x")))
 
 
 @pytest.mark.parametrize("msg", [
@@ -94,14 +94,14 @@ def test_nothing_but_hello_before_hello(msg: object) -> None:
 
 def test_records_before_summary_and_second_summary() -> None:
     s = SyncSession(ME, MemoryStore(ME))
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     with pytest.raises(UnexpectedMessage):
         s.receive(Records(PEER, entries(1)))
     s2, _ = live_session()
     with pytest.raises(UnexpectedMessage):
         s2.receive(Summary(()))
     with pytest.raises(UnexpectedMessage):
-        s2.receive(Hello(1, PEER))
+        s2.receive(Hello(PROTOCOL_VERSION, PEER))
 
 
 def test_summary_answered_with_first_pages() -> None:
@@ -109,7 +109,7 @@ def test_summary_answered_with_first_pages() -> None:
     for e in entries(5):
         store.add_manifest(e.record)
     s = SyncSession(ME, store, batch_entries=2)
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     out = s.receive(Summary(((ME, 1),)))
     assert out == [Records(ME, tuple(store.logs[ME][1:3]), True)]
     assert s.state is SessionState.SYNCING
@@ -128,7 +128,7 @@ def test_pull_is_always_answered() -> None:
     for e in entries(3):
         store.add_manifest(e.record)
     s = SyncSession(ME, store, batch_entries=2)
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     s.receive(Summary(()))
     # The peer got the rest elsewhere meanwhile: empty final page.
     assert s.receive(Pull(ME, 3)) == [Records(ME, (), False)]
@@ -166,7 +166,7 @@ def test_local_changed_pushes_only_news() -> None:
 def test_local_changed_before_summary_is_quiet() -> None:
     s = SyncSession(ME, MemoryStore(ME))
     assert s.local_changed() == []
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     assert s.local_changed() == []
 
 
@@ -239,6 +239,6 @@ def test_store_returning_wrong_entries_is_a_local_error() -> None:
     store = Broken(ME)
     store.add_manifest(entries(1)[0].record)
     s = SyncSession(ME, store)
-    s.receive(Hello(1, PEER))
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
     with pytest.raises(LocalProtocolError):
         s.receive(Summary(()))

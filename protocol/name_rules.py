@@ -1,0 +1,75 @@
+"""The one rule for file names: what the CLI and API accept, what import and sync decode.
+
+A name is a relative, `/`-separated path of UTF-8 text:
+
+* at least one segment; no segment is `.` or `..` (or empty, in canonical form);
+* no control character: C0 (U+0000-U+001F), DEL (U+007F), C1 (U+0080-U+009F);
+* no lone surrogate (the name must encode as UTF-8);
+* at most MAX_NAME_BYTES bytes of UTF-8.
+
+`\\` is an ordinary character, as on POSIX (`a\\b` is one segment), everywhere.
+
+MAX_NAME_BYTES keeps every table key built from a name under LMDB's 511-byte
+key limit, with room to spare: the replication tables key by the name (namestate)
+or by a 32-byte file ID plus the name (namewait), and the name directory can be
+keyed by a conflict copy's name, `<name>.sync-conflict-YYYYMMDD-HHMMSS-<8 hex>[-N]`
+(40 bytes more, plus the counter): 400 + 40 + 32 < 511.
+
+`check_name` is for names people type: it returns the canonical form, dropping
+only what cannot change the meaning of a path (leading and trailing `/`, empty
+and `.` segments). `check_canonical` is for names read from the wire or a dump:
+they must already be in canonical form, so every node stores the same bytes.
+Both raise `InvalidName` (a ValueError) with a one-line message.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MAX_NAME_BYTES", "InvalidName", "check_canonical", "check_name"]
+
+from .limits import MAX_NAME_BYTES
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SHOWN = 60
+
+
+class InvalidName(ValueError):
+    """A name that breaks the rule above; `str()` is one line."""
+
+
+def _shown(name: str) -> str:
+    # repr escapes control characters and surrogates, so the message stays one line
+    return repr(name if len(name) <= _SHOWN else name[:_SHOWN] + "...")
+
+
+def check_name(name: object) -> str:
+    """The canonical form of a name given by a person; InvalidName if there is none."""
+    if type(name) is not str:
+        raise InvalidName("a name must be text")
+    bad = _CONTROL.search(name)
+    if bad:
+        what = "NUL" if bad.group() == "\x00" else f"control character U+{ord(bad.group()):04X}"
+        raise InvalidName(f"invalid name {_shown(name)}: contains {what}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"invalid name {_shown(name)}: not valid UTF-8 (lone surrogate)") from None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts:
+        raise InvalidName(f"invalid name {_shown(name)}: empty")
+    if ".." in parts:
+        raise InvalidName(f"invalid name {_shown(name)}: '..' is not allowed")
+    out = "/".join(parts)
+    size = len(out.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidName(f"name too long ({size} bytes of UTF-8, at most {MAX_NAME_BYTES})")
+    return out
+
+
+def check_canonical(name: object) -> str:
+    """`name` itself if it is a valid name in canonical form; InvalidName otherwise."""
+    out = check_name(name)
+    if out != name:
+        raise InvalidName(f"invalid name {_shown(name)}: not in canonical form ({_shown(out)})")  # type: ignore[arg-type]
+    return out
