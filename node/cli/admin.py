@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..api import Node
+from ..cluster.engine import Engine
 from ..errors import NotFoundError, StorageError, UsageError
 from ..store.home import BackendConfig
 from ..store.store import MAX_PACK, MIN_PACK
@@ -46,7 +46,7 @@ def cmd_init(args: argparse.Namespace, out: Output) -> int:
                      or pw)
             if kf_pw is None:
                 raise UsageError("the key file is sealed: set MOSAIC_KEY_FILE_PASSPHRASE or MOSAIC_PASSPHRASE")
-    node = Node.init(args.home, passphrase=pw, no_passphrase=args.no_passphrase,
+    node = Engine.init(args.home, passphrase=pw, no_passphrase=args.no_passphrase,
                      key_file=args.key_file, key_file_passphrase=kf_pw,
                      chunk_min=_size(args.chunk_min), chunk_avg=_size(args.chunk_avg),
                      chunk_max=_size(args.chunk_max), pack_size=_size(args.pack_size),
@@ -354,7 +354,7 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
     return finish(out, {"uploaded": n, "errors": errors}, warning, 0 if not errors else 5)
 
 
-def _queued_bytes(node: Node) -> int:
+def _queued_bytes(node: Engine) -> int:
     """The bytes `mosaic upload` sends: each queued pack once per backend it goes to."""
     configured = {b.name for b in node.config.backends}
     idx = node.index

@@ -16,7 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
-from ..api import Node
+from ..cluster.engine import Engine
 from ..errors import BackendPending, MosaicError, NotFoundError, StorageError, UsageError
 from ..store.home import Home, default_home
 from .output import Output
@@ -104,13 +104,13 @@ def home_of(args: argparse.Namespace) -> Home:
     return h
 
 
-def open_node(args: argparse.Namespace) -> Node:
+def open_node(args: argparse.Namespace) -> Engine:
     """Open the node named by --home, asking for the passphrase if the key is sealed."""
     from ..store import keys as keymod
     h = home_of(args)
     doc = keymod.read_key_file(h.key_path)
     pw = ask_passphrase() if keymod.is_sealed(doc) else None
-    return Node.open(h.root, passphrase=pw)
+    return Engine.open_home(h.root, passphrase=pw)
 
 
 def daemon_alive(home: Home) -> bool:
@@ -210,7 +210,7 @@ def check_output_folder(folder: Path) -> None:
         raise UsageError(f"cannot write in {a} (permission denied or read-only)")
 
 
-def save_index_copy(node: Node) -> str | None:
+def save_index_copy(node: Engine) -> str | None:
     """Append the change to the index copies on the backends; a warning line if that failed.
 
     The change stays journaled in the index, so the next command that saves sends it.

@@ -9,7 +9,7 @@ import stat
 import sys
 from pathlib import Path
 
-from ..api import Node
+from ..cluster.engine import Engine
 from ..errors import BackendPending, MosaicError, NotFoundError, UsageError
 from ..store.home import check_name
 from ..store.outfile import write_atomically
@@ -218,7 +218,7 @@ def cmd_mv(args: argparse.Namespace, out: Output) -> int:
     return finish(out, {"old": check_name(args.old), "new": check_name(args.new)}, warning)
 
 
-def _fids(node: Node, refs: list[str], all_: bool) -> list[bytes] | None:
+def _fids(node: Engine, refs: list[str], all_: bool) -> list[bytes] | None:
     if all_:
         if refs:
             raise UsageError("give hashes or --all, not both")
@@ -228,7 +228,7 @@ def _fids(node: Node, refs: list[str], all_: bool) -> list[bytes] | None:
     return [node.resolve(r).file_id for r in refs]
 
 
-def _bytes_of(node: Node, fids: list[bytes] | None) -> int:
+def _bytes_of(node: Engine, fids: list[bytes] | None) -> int:
     """The total size of these files (all if None): what verify reads."""
     idx = node.index
     with idx.read() as txn:
@@ -236,7 +236,7 @@ def _bytes_of(node: Node, fids: list[bytes] | None) -> int:
         return sum(m.size for m in (idx.get_manifest(f, txn) for f in ids) if m is not None)
 
 
-def _bytes_to_fetch(node: Node, fids: list[bytes] | None) -> int | None:
+def _bytes_to_fetch(node: Engine, fids: list[bytes] | None) -> int | None:
     """The stored bytes of the packs these files need that are not local (what warm
     fetches); None if some pack's size is not known yet."""
     idx, seen, total = node.index, set(), 0
