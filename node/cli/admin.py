@@ -261,7 +261,7 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _backend_rows(args: argparse.Namespace, cfg) -> list[dict]:  # noqa: ANN001
+def _backend_rows(args: argparse.Namespace, cfg) -> list[dict]:
     import time
     with open_node(args) as node:
         spaces = node.backend_spaces()

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 0
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         _fail(out, f"{msg}{where}", code)
         return code
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
+    except Exception as e:  # the last line of defence: one line, no traceback
         out.close()
         if os.environ.get("MOSAIC_DEBUG"):
             raise

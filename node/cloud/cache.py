@@ -148,7 +148,7 @@ def cached_fraction(cloud: Cloud, fids: list[bytes]) -> float:
     return local / total if total else 1.0
 
 
-def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:  # noqa: ANN001
+def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:
     """Make every chunk of these files (all if None) local, fetching packs in parallel."""
     idx = cloud.index
     with idx.read() as txn:

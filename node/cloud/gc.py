@@ -88,7 +88,7 @@ def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5
                 for b in cloud.hub.backends.values():
                     try:
                         cloud.hub.run(b.sweep_temp)
-                    except Exception:  # noqa: BLE001 - an unreachable backend is swept next time
+                    except Exception:  # an unreachable backend is swept next time
                         pass
     return rep
 
@@ -102,7 +102,7 @@ def delete_pack_everywhere(cloud: Cloud, pid: bytes, backends: Iterable[str] | N
         if b in cloud.hub.backends:
             try:
                 cloud.hub.run(cloud.hub.backends[b].delete, pack_object_name(pid))
-            except Exception:  # noqa: BLE001 - an unreachable backend keeps an orphan for gc
+            except Exception:  # an unreachable backend keeps an orphan for gc
                 pass
 
 

@@ -162,7 +162,7 @@ class BackendHub:
         _name_os_thread(THREAD_NAME)
         try:
             trio.run(self._main)
-        except BaseException as e:  # noqa: BLE001 - reported to the opener
+        except BaseException as e:  # reported to the opener
             self._error = self._error or e
             self._ready.set()
 

@@ -67,7 +67,7 @@ class _Live:
     outgoing: bool = False
     scope: trio.CancelScope | None = None
 
-    async def call(self, fn, *args, thread: bool = False):  # noqa: ANN001, ANN201
+    async def call(self, fn, *args, thread: bool = False):
         """Call a session method, in a worker thread when it touches the store."""
         async with self.lock:
             if thread:
@@ -103,7 +103,7 @@ class _Outbox:
         """Wait until the queue is below the high-water mark."""
         await self.room.wait()
 
-    async def writer(self, conn) -> None:  # noqa: ANN001
+    async def writer(self, conn) -> None:
         async for m, n in self.recv_ch:
             await conn.send(m)
             self.queued -= n
@@ -135,7 +135,7 @@ class _PeerNotes:
             first = await self.recv_ch.receive()
             try:
                 await trio.to_thread.run_sync(self.peers.update, [first, *self._batch()])
-            except Exception as e:  # noqa: BLE001 - peer bookkeeping never stops the daemon
+            except Exception as e:  # peer bookkeeping never stops the daemon
                 log.warning("cannot record peer state: %s", e)
 
     async def flush(self) -> None:
@@ -167,7 +167,7 @@ class Daemon:
         return self.peers.get(peer_id) is not None
 
     # ---- sessions -----------------------------------------------------------
-    async def run_session(self, conn, outgoing: bool = False) -> None:  # noqa: ANN001
+    async def run_session(self, conn, outgoing: bool = False) -> None:
         """Sync with one authenticated peer until either side goes away.
 
         Two nodes that dial each other at once end up with two connections; both
@@ -206,7 +206,7 @@ class Daemon:
                 n.start_soon(self._server, live, send, want_recv, out)
                 n.start_soon(self._pusher, live, send)
                 n.start_soon(self._fetcher, live, send)
-        except Exception as e:  # noqa: BLE001 - one peer's failure never stops the daemon
+        except Exception as e:  # one peer's failure never stops the daemon
             log.warning("peer %s: connection closed: %s", peer.hex()[:16], _describe(e))
             err = _protocol_error(e)
             if err is not None:  # tell the peer why, if the connection still takes it
@@ -221,7 +221,7 @@ class Daemon:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
 
-    async def _reader(self, conn, live: _Live, send, wants, scope: trio.CancelScope) -> None:  # noqa: ANN001
+    async def _reader(self, conn, live: _Live, send, wants, scope: trio.CancelScope) -> None:
         """Read every frame; never block on serving the peer's requests (that is `_server`)."""
         session = live.session
         pending: list[tuple[bytes, bytes]] = []
@@ -263,7 +263,7 @@ class Daemon:
                 scope.cancel()
                 return
 
-    async def _server(self, live: _Live, send, wants, out: _Outbox) -> None:  # noqa: ANN001
+    async def _server(self, live: _Live, send, wants, out: _Outbox) -> None:
         """Answer the peer's chunk requests beside the reader, pacing on the outbox."""
         async for msg in wants:
             for cid in msg.chunk_ids:
@@ -271,7 +271,7 @@ class Daemon:
                 blob = await trio.to_thread.run_sync(read_object, self.cloud, cid)
                 await send([await live.call(live.session.chunk_reply, msg.request_id, cid, blob)])
 
-    async def _pusher(self, live: _Live, send) -> None:  # noqa: ANN001
+    async def _pusher(self, live: _Live, send) -> None:
         while True:
             with trio.move_on_after(ANTI_ENTROPY_S):
                 await live.changed.wait()
@@ -285,7 +285,7 @@ class Daemon:
                     out = await live.call(live.session.local_changed, thread=True)
                 await send(out)
 
-    async def _fetcher(self, live: _Live, send) -> None:  # noqa: ANN001
+    async def _fetcher(self, live: _Live, send) -> None:
         """Ask the peer for chunks this node wants, one request at a time, back to back."""
         while True:
             with trio.move_on_after(POLL_S * 5):
@@ -358,7 +358,7 @@ class Daemon:
                     await trio.to_thread.run_sync(lambda: upload_pending(self.cloud, raise_on_error=False))
                 except HubClosed:
                     return  # shutting down; the queue keeps what was not sent
-                except Exception as e:  # noqa: BLE001 - logged, retried next round
+                except Exception as e:  # logged, retried next round
                     log.warning("upload round failed: %s", e)
 
     async def write_state(self, ready: bool) -> None:

@@ -16,7 +16,7 @@ class Peers:
         self.index = index
         self.db = index.db["peers"]
 
-    def _get(self, txn, peer_id: bytes) -> dict | None:  # noqa: ANN001
+    def _get(self, txn, peer_id: bytes) -> dict | None:
         v = txn.get(peer_id, db=self.db)
         return msgpack.unpackb(v, raw=False) if v is not None else None
 

@@ -122,7 +122,7 @@ class PackWriter:
         try:
             self.tmp = TempFile(home.tmp_dir, 0o600, "pack")
             # the writer: unbuffered, on the temp file's descriptor (which TempFile closes)
-            self.f = open(self.tmp.fd, "wb", buffering=0, closefd=False)  # noqa: SIM115
+            self.f = open(self.tmp.fd, "wb", buffering=0, closefd=False)
             self._write_all(MAGIC)
         except OSError as e:
             self.abort()

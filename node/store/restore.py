@@ -195,7 +195,7 @@ def read_verified(store: Store, m: Manifest) -> Iterator[bytes]:
     _check_file(m, h, total)
 
 
-def _check_file(m: Manifest, h, total: int) -> None:  # noqa: ANN001 - a blake3 hasher
+def _check_file(m: Manifest, h, total: int) -> None:  # a blake3 hasher
     """IntegrityError unless `total` bytes hashing to `h` make up the file."""
     if total != m.size or h.digest() != m.file_id:
         raise IntegrityError(f"file {m.file_id.hex()} does not match its hash after reassembly")

@@ -24,7 +24,7 @@ class VerifyReport:
     errors: list[str] = field(default_factory=list)
 
 
-def verify(store: Store, fids: list[bytes] | None, progress=None) -> VerifyReport:  # noqa: ANN001
+def verify(store: Store, fids: list[bytes] | None, progress=None) -> VerifyReport:
     """Read back every chunk of the files (all if None), checking AEAD, IDs and file hashes."""
     rep = VerifyReport()
     if fids is None:
