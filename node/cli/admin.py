@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..cluster.engine import Engine
 from ..errors import NotFoundError, StorageError, UsageError
-from ..store.home import BackendConfig
+from ..store.home import BackendConfig, HomeLock
 from ..store.store import MAX_PACK, MIN_PACK
 from ..units import format_size, parse_size
 from .common import (
@@ -345,7 +345,8 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
     with open_node(args) as node:
         if args.parallel:
             node.store.config = replace(node.config, upload_parallel=args.parallel)
-        with out.progress(_queued_bytes(node) if out.drawing else None, "upload") as bar:
+        with HomeLock(node.home, exclusive=False), \
+                out.progress(_queued_bytes(node) if out.drawing else None, "upload") as bar:
             n, errors = upload_pending(node.cloud, raise_on_error=False, progress=bar)
         warning = save_index_copy(node) if n else None
     for e in errors:

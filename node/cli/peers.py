@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 from ..errors import MosaicError, NotFoundError, UsageError
+from ..store.home import HomeLock
 from .common import ask_passphrase, daemon_alive, home_of, open_node
 from .output import Output
 
@@ -46,7 +48,8 @@ def cmd_peer(args: argparse.Namespace, out: Output) -> int:
     from ..cluster import replica
     from ..cluster.identity import Identity, format_node_id, parse_node_id
     from ..cluster.peers import Peers
-    with open_node(args) as node:
+    with open_node(args) as node, (HomeLock(node.home, exclusive=False)  # a writer (not ls)
+                                   if args.action in ("add", "rm") else contextlib.nullcontext()):
         peers = Peers(node.index)
         if args.action == "add":
             spec = args.peer
@@ -102,7 +105,7 @@ def cmd_pin(args: argparse.Namespace, out: Output) -> int:
     from ..cloud.cache import warm
     with open_node(args) as node:
         fids = [node.resolve(r).file_id for r in args.refs]
-        with node.index.write() as txn:
+        with HomeLock(node.home, exclusive=False), node.index.write() as txn:
             for f in fids:
                 txn.put(f, b"", db=node.index.db["pins"])
         res = {"files": len(fids), "cached_after": 1.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,48 @@ class GcReport:
     dry_run: bool = False
 
 
+GRACE_S = 3600.0  # temp files and orphan pack files younger than this belong to a live writer
+
+
+class _Changed(Exception):
+    """A pack gained a reference between gc's scan and its rewrite: leave it as it is."""
+
+
+@dataclass
+class _Scan:
+    live: dict[bytes, list[tuple[bytes, ChunkRecord]]]
+    dead: dict[bytes, list[bytes]]
+    packs: dict[bytes, PackRecord]
+    owned: set[bytes]
+
+
+def _scan(cloud: Cloud, rep: GcReport) -> _Scan:
+    """One read transaction: chunks by pack (live or not), pack records, and which we own."""
+    idx = cloud.index
+    tag = cloud.config.node_tag
+    live: dict[bytes, list[tuple[bytes, ChunkRecord]]] = defaultdict(list)
+    dead: dict[bytes, list[bytes]] = defaultdict(list)
+    with idx.read() as txn:
+        for k, r in idx.iter_chunks(txn):
+            if r.refcount > 0:
+                live[r.pack_id].append((k, r))
+            else:
+                dead[r.pack_id].append(k)
+                rep.dead_chunks += 1
+                rep.dead_bytes += r.stored_len
+        packs = dict(idx.iter_packs(txn))
+        owned = {pid for pid, rec in packs.items() if idx.owns(txn, pid, rec, tag)}
+    return _Scan(live, dead, packs, owned)
+
+
+def _old(path: os.PathLike | str, now: float) -> bool:
+    """True if the file was last modified more than GRACE_S ago (False if it is gone)."""
+    try:
+        return os.lstat(path).st_mtime < now - GRACE_S
+    except FileNotFoundError:
+        return False
+
+
 def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5) -> GcReport:
     """Remove chunks no manifest references, and the space they hold.
 
@@ -41,56 +84,100 @@ def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5
     that lost a race with another writer) is rewritten with its live objects
     only (copied as they are, no re-encryption) when it is in the local store, or
     when it lives only on backends and is mostly garbage. The new pack reaches the
-    old pack's backends before the old one is deleted anywhere. Runs under the
-    exclusive home lock, so no put is in flight.
+    old pack's backends before the old one is deleted anywhere.
+
+    Only packs this node sealed (`Index.owns`) are deleted or rewritten on backends;
+    an unreferenced pack sealed by another node (known by import or location hint)
+    only leaves this node's index (and local cache). Each chunk's references are
+    checked again in the transaction that deletes it, so a chunk that gained one
+    since the scan is kept. Temp files and orphan pack files are swept only once
+    older than GRACE_S. Runs under the exclusive home lock: no put, import, daemon
+    or other writer of this home is in flight.
     """
     rep = GcReport(dry_run=dry_run)
-    idx = cloud.index
     with HomeLock(cloud.home, exclusive=True):
-        live: dict[bytes, list[tuple[bytes, ChunkRecord]]] = defaultdict(list)
-        dead: dict[bytes, list[bytes]] = defaultdict(list)
-        with idx.read() as txn:
-            for k, r in idx.iter_chunks(txn):
-                if r.refcount > 0:
-                    live[r.pack_id].append((k, r))
-                else:
-                    dead[r.pack_id].append(k)
-                    rep.dead_chunks += 1
-                    rep.dead_bytes += r.stored_len
-            packs = dict(idx.iter_packs(txn))
+        sc = _scan(cloud, rep)
+        now = time.time()
         for f in cloud.home.tmp_dir.iterdir():
-            rep.temp_files += 1
-            if not dry_run:
-                f.unlink(missing_ok=True)
-        for pid, prec in packs.items():
-            alive = live.get(pid, [])
-            if not alive:
-                rep.packs_deleted += 1
-                rep.bytes_freed += prec.size
+            if _old(f, now):
+                rep.temp_files += 1
                 if not dry_run:
-                    with idx.write() as txn:
-                        for cid in dead.get(pid, []):
-                            idx.delete_chunk(txn, cid)
-                        idx.delete_pack(txn, pid)
-                    delete_pack_everywhere(cloud, pid, prec.locations)
+                    f.unlink(missing_ok=True)
+        empty = []
+        for pid, prec in sc.packs.items():
+            alive = sc.live.get(pid, [])
+            if not alive:
+                empty.append(pid)
                 continue
+            if pid not in sc.owned:
+                if sc.dead.get(pid) and not dry_run:
+                    _drop_dead_chunks(cloud, sc.dead[pid])
+                continue  # another node's pack: never rewritten here
             if prec.n_chunks <= len(alive):
                 continue  # no garbage inside (or a pack known only by location hints)
             garbage = max(0, prec.size - sum(r.stored_len for _, r in alive))
             if not prec.local and garbage < remote_repack_threshold * prec.size:
                 continue
-            if dry_run or _repack(cloud, pid, prec, alive, dead.get(pid, [])):
+            if dry_run or _repack(cloud, pid, prec, alive, sc.dead.get(pid, [])):
                 rep.packs_repacked += 1
                 rep.bytes_freed += garbage
-        if not dry_run:
-            _sweep_orphans(cloud)
+        if dry_run:
+            for pid in empty:
+                rep.packs_deleted += 1
+                rep.bytes_freed += sc.packs[pid].size if pid in sc.owned else 0
+        else:
+            for pid in _drop_empty_packs(cloud, empty):
+                prec = sc.packs[pid]
+                rep.packs_deleted += 1
+                if pid in sc.owned:
+                    rep.bytes_freed += prec.size
+                    delete_pack_everywhere(cloud, pid, prec.locations)
+                else:
+                    cloud.local.delete(pid)  # our cached copy only; the backends' stay
+            _sweep_orphans(cloud, now)
             if cloud.hub is not None:  # temp objects of cancelled or crashed uploads
                 for b in cloud.hub.backends.values():
                     try:
-                        cloud.hub.run(b.sweep_temp)
+                        cloud.hub.run(b.sweep_temp, GRACE_S)
                     except Exception:  # an unreachable backend is swept next time
                         pass
     return rep
+
+
+def _drop_empty_packs(cloud: Cloud, candidates: list[bytes]) -> list[bytes]:
+    """Drop the records of packs that had no live chunk at the scan, in one transaction that
+    looks at every chunk record again: a pack one of whose chunks gained a reference since (or
+    a new chunk record with one) is kept. Returns the packs dropped."""
+    if not candidates:
+        return []
+    idx = cloud.index
+    want = set(candidates)
+    chunks: dict[bytes, list[bytes]] = defaultdict(list)
+    with idx.write() as txn:
+        for cid, r in idx.iter_chunks(txn):
+            if r.pack_id in want:
+                if r.refcount > 0:
+                    want.discard(r.pack_id)
+                else:
+                    chunks[r.pack_id].append(cid)
+        gone = [pid for pid in candidates if pid in want]
+        for pid in gone:
+            for cid in chunks.get(pid, ()):
+                idx.delete_chunk(txn, cid)
+            idx.delete_pack(txn, pid)
+            for p, b in [(p, b) for p, b in idx.iter_uploads(txn) if p == pid]:
+                idx.dequeue_upload(txn, p, b)
+    return gone
+
+
+def _drop_dead_chunks(cloud: Cloud, cids: list[bytes]) -> None:
+    """Forget unreferenced chunk records (of a pack we keep), each re-checked in the txn."""
+    idx = cloud.index
+    with idx.write() as txn:
+        for cid in cids:
+            r = idx.get_chunk(cid, txn)
+            if r is not None and r.refcount == 0:
+                idx.delete_chunk(txn, cid)
 
 
 def delete_pack_everywhere(cloud: Cloud, pid: bytes, backends: Iterable[str] | None = None) -> None:
@@ -139,24 +226,45 @@ def _repack(cloud: Cloud, pid: bytes, prec: PackRecord, live: list[tuple[bytes, 
             cloud.local.delete(sealed.pack_id)
             return False
     where = {e.chunk_id: e for e in sealed.entries}
-    with idx.write() as txn:
-        idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size, len(sealed.entries)
-                                                            ).with_locations(placed))
-        for cid, r in live:
-            e = where[cid]
-            idx.put_chunk(txn, cid, ChunkRecord(sealed.pack_id, e.offset, e.stored_len, r.plain_len,
-                                                r.refcount))
-        for cid in dead:
-            idx.delete_chunk(txn, cid)
-        for b in set(prec.locations) - set(placed):
-            idx.queue_upload(txn, sealed.pack_id, b)
-        idx.delete_pack(txn, pid)
+    try:
+        with idx.write() as txn:
+            # References are counted again here: a chunk of the old pack that gained one since
+            # the scan (dead then, or a new record) is not in the new pack, so keep the old one.
+            moving = {cid for cid, _ in live}
+            for cid, r in idx.iter_chunks(txn):
+                if r.pack_id == pid and r.refcount > 0 and cid not in moving:
+                    raise _Changed
+            if idx.get_pack(pid, txn) is None:
+                raise _Changed
+            idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(
+                sealed.size, len(sealed.entries), owner=cloud.config.node_tag
+            ).with_locations(placed))
+            for cid, _ in live:
+                cur = idx.get_chunk(cid, txn)
+                if cur is None or cur.pack_id != pid:
+                    continue
+                e = where[cid]
+                idx.put_chunk(txn, cid, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
+                                                    cur.plain_len, cur.refcount))
+            for cid in dead:
+                cur = idx.get_chunk(cid, txn)
+                if cur is not None and cur.pack_id == pid and cur.refcount == 0:
+                    idx.delete_chunk(txn, cid)
+            for b in set(prec.locations) - set(placed):
+                idx.queue_upload(txn, sealed.pack_id, b)
+            for p, b in [(p, b) for p, b in idx.iter_uploads(txn) if p == pid]:
+                idx.dequeue_upload(txn, p, b)
+            idx.delete_pack(txn, pid)
+    except _Changed:
+        delete_pack_everywhere(cloud, sealed.pack_id, placed)  # ours, never referenced
+        return False
     delete_pack_everywhere(cloud, pid, prec.locations)
     return True
 
 
-def _sweep_orphans(cloud: Cloud) -> None:
-    """Delete local pack files the index does not know (left by a crash before commit)."""
+def _sweep_orphans(cloud: Cloud, now: float) -> None:
+    """Delete local pack files the index does not know (left by a crash before commit) once
+    older than GRACE_S: a younger one may be a writer's pack about to be committed."""
     idx = cloud.index
     with idx.read() as txn:
         for sub in cloud.home.packs_dir.iterdir():
@@ -165,7 +273,7 @@ def _sweep_orphans(cloud: Cloud) -> None:
                     pid = bytes.fromhex(f.name)
                 except ValueError:
                     continue
-                if len(pid) == 32 and txn.get(pid, db=idx.db["packs"]) is None:
-                    os.unlink(f)
+                if len(pid) == 32 and txn.get(pid, db=idx.db["packs"]) is None and _old(f, now):
+                    f.unlink(missing_ok=True)
 
 

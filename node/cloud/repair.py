@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING
 from mosaic.backends.errors import BackendError, NotFound
 
 from ..errors import StorageError
+from ..store.home import HomeLock
 from ..store.index import LOCAL
 from ..store.packs import pack_id_of
-from .hub import pack_object_name
+from .hub import UNKNOWN_SIZE_LIMIT, CorruptCopy, pack_object_name
 from .placement import BackendSpace, choose
 
 if TYPE_CHECKING:
@@ -39,17 +41,22 @@ def scrub(cloud: Cloud, sample: float = 1.0, seed: int | None = None) -> ScrubRe
     if hub is None:
         return rep
     with cloud.index.read() as txn:
-        work = [(pid, b) for pid, rec in cloud.index.iter_packs(txn) for b in rec.locations
-                if b in hub.backends]
+        work = [(pid, b, rec.size) for pid, rec in cloud.index.iter_packs(txn)
+                for b in rec.locations if b in hub.backends]
     if sample < 1.0:
         rng = random.Random(seed)
         work = [w for w in work if rng.random() < sample]
     down: set[str] = set()
-    for pid, b in work:
+    for pid, b, size in work:
         if b in down:
             continue
-        try:
-            data = hub.run(hub.backends[b].get, pack_object_name(pid))
+        try:  # bounded by the recorded size, hashed piece by piece, nothing kept
+            nbytes = hub.check_pack(b, pid, size)
+        except CorruptCopy:
+            rep.checked += 1
+            rep.corrupt.append((pid.hex(), b))
+            _queue(cloud, pid, b, "corrupt")
+            continue
         except NotFound:
             rep.missing.append((pid.hex(), b))
             _queue(cloud, pid, b, "missing")
@@ -59,10 +66,7 @@ def scrub(cloud: Cloud, sample: float = 1.0, seed: int | None = None) -> ScrubRe
             rep.unreachable.append(f"{b}: {e}")
             continue
         rep.checked += 1
-        rep.bytes += len(data)
-        if pack_id_of(data) != pid:
-            rep.corrupt.append((pid.hex(), b))
-            _queue(cloud, pid, b, "corrupt")
+        rep.bytes += nbytes
     return rep
 
 
@@ -77,23 +81,39 @@ def _queue(cloud: Cloud, pid: bytes, backend: str, reason: str) -> None:
 
 
 def good_copy(cloud: Cloud, pid: bytes, avoid: str) -> bytes | None:
-    """A verified copy of a pack: local store first, then any backend but `avoid`."""
-    if cloud.local.has(pid):
-        data = cloud.local.read_all(pid)
-        if pack_id_of(data) == pid:
-            return data
+    """A verified copy of a pack: local store first, then any backend but `avoid`.
+
+    No copy is read past the size the index records for the pack (+1 byte): one of
+    another size is corrupt, reported and queued for repair like a mismatching one."""
     rec = cloud.index.get_pack(pid)
+    size = rec.size if rec else 0
+    if cloud.local.has(pid):
+        try:
+            data = _read_local(cloud, pid, size)
+        except OSError:
+            data = None
+        if data is not None and pack_id_of(data) == pid:
+            return data
     hub = cloud.hub
     for b in (rec.locations if rec else ()):
         if b == avoid or hub is None or b not in hub.backends:
             continue
         try:
-            data = hub.run(hub.backends[b].get, pack_object_name(pid))
+            return hub.get_pack(b, pid, size)
+        except CorruptCopy as e:
+            cloud.store.note_bad_copy(pid, f"backend {b}", str(e))
         except BackendError:
             continue
-        if pack_id_of(data) == pid:
-            return data
     return None
+
+
+def _read_local(cloud: Cloud, pid: bytes, size: int) -> bytes | None:
+    """The local pack file if its size is the recorded one (any size when unknown), else None."""
+    with open(cloud.home.pack_path(pid), "rb") as f:
+        actual = os.fstat(f.fileno()).st_size
+        if actual != size if size > 0 else actual > UNKNOWN_SIZE_LIMIT:
+            return None
+        return f.read()
 
 
 @dataclass
@@ -107,6 +127,11 @@ class RepairReport:
 
 def repair(cloud: Cloud) -> RepairReport:
     """Restore missing or corrupt copies from healthy ones, and top packs up to `copies`."""
+    with HomeLock(cloud.home, exclusive=False):
+        return _repair(cloud)
+
+
+def _repair(cloud: Cloud) -> RepairReport:
     rep = RepairReport()
     hub = cloud.hub
     with cloud.index.read() as txn:
@@ -177,16 +202,27 @@ def replicate(cloud: Cloud, exclude: str | None = None) -> tuple[int, list[str]]
 
 
 def drain(cloud: Cloud, name: str) -> tuple[int, int, list[str]]:
-    """Move every pack off backend `name` onto the others; returns (moved, deleted, errors)."""
+    """Move every pack off backend `name` onto the others; returns (moved, deleted, errors).
+
+    Only packs this node sealed are deleted there; another node's packs (known by import or
+    location hint) are copied elsewhere like the others but only leave this node's index.
+    """
     if cloud.hub is None or name not in cloud.hub.backends:
         raise StorageError(f"no backend named {name}")
+    with HomeLock(cloud.home, exclusive=False):
+        return _drain(cloud, name)
+
+
+def _drain(cloud: Cloud, name: str) -> tuple[int, int, list[str]]:
     added, errors = replicate(cloud, exclude=name)
     if errors:
         return added, 0, errors
     deleted = 0
+    tag = cloud.config.node_tag
     with cloud.index.read() as txn:
-        on_it = [(pid, rec) for pid, rec in cloud.index.iter_packs(txn) if name in rec.locations]
-    for pid, rec in on_it:
+        on_it = [(pid, rec, cloud.index.owns(txn, pid, rec, tag))
+                 for pid, rec in cloud.index.iter_packs(txn) if name in rec.locations]
+    for pid, rec, owned in on_it:
         others = [b for b in rec.locations if b != name]
         if not others and not rec.local:
             errors.append(f"pack {pid.hex()[:16]} has no other copy")
@@ -194,6 +230,8 @@ def drain(cloud: Cloud, name: str) -> tuple[int, int, list[str]]:
         with cloud.index.write() as txn:
             cloud.index.put_pack(txn, pid, rec.with_locations(others))
             cloud.index.dequeue_upload(txn, pid, name)
+        if not owned:
+            continue  # another node's copy: not ours to delete
         try:
             cloud.hub.run(cloud.hub.backends[name].delete, pack_object_name(pid))
             deleted += 1

@@ -39,6 +39,7 @@ from ..cloud.credentials import load_secrets
 from ..cloud.hub import BackendHub, HubClosed
 from ..cloud.uploads import upload_pending
 from ..store.atomic import atomic_write
+from ..store.home import HomeLock
 from ..store.store import Store
 from . import replica
 from .fetch import read_object, store_objects
@@ -404,21 +405,24 @@ async def main(home: Path, listen: str, passphrase: str | None) -> None:
     host, port = split_addr(listen)
     store = await trio.to_thread.run_sync(lambda: Store.open(home, passphrase=passphrase))
     try:
-        replica.install(store.index)
-        identity = await trio.to_thread.run_sync(Identity.load_or_create, store.home.root)
-        await trio.to_thread.run_sync(replica.enable, store.index, identity.node_id)
-        secrets = await trio.to_thread.run_sync(load_secrets, store.home, store.keys)
-        async with BackendHub.running(store.config.backends, secrets) as hub:
-            cloud = Cloud(store, hub=hub)
-            try:
-                d = Daemon(cloud, identity, (host, port))
+        # Shared for the daemon's life: it writes the index (sync, fetched packs, uploads), so
+        # gc answers busy while it runs; serve.lock marks the holder as a daemon.
+        with HomeLock(store.home, exclusive=False, daemon=True):
+            replica.install(store.index)
+            identity = await trio.to_thread.run_sync(Identity.load_or_create, store.home.root)
+            await trio.to_thread.run_sync(replica.enable, store.index, identity.node_id)
+            secrets = await trio.to_thread.run_sync(load_secrets, store.home, store.keys)
+            async with BackendHub.running(store.config.backends, secrets) as hub:
+                cloud = Cloud(store, hub=hub)
                 try:
-                    await _serve(d, hub)
+                    d = Daemon(cloud, identity, (host, port))
+                    try:
+                        await _serve(d, hub)
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await d.notes.flush()
                 finally:
-                    with trio.CancelScope(shield=True):
-                        await d.notes.flush()
-            finally:
-                cloud.close()
+                    cloud.close()
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(_shut, store)

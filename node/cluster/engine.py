@@ -256,7 +256,7 @@ class Engine:
     def mv(self, old: str, new: str) -> None:
         """Rename: `new` points at what `old` pointed at; `old` is removed."""
         o, n = check_name(old), check_name(new)
-        with self.index.write() as txn:
+        with HomeLock(self.home, exclusive=False), self.index.write() as txn:
             fid = self.index.unset_name(txn, o)
             if fid is None:
                 raise NotFoundError(f"no such name: {o}")
@@ -276,7 +276,8 @@ class Engine:
 
     def warm(self, refs: list[str] | None = None, progress: Progress | None = None) -> dict:
         """Make every chunk of these files (all if None) local, fetching from backends."""
-        return warm(self.cloud, self._refs(refs), progress)
+        with HomeLock(self.home, exclusive=False):
+            return warm(self.cloud, self._refs(refs), progress)
 
     def verify(self, refs: list[str] | None = None, progress: Progress | None = None
                ) -> VerifyReport:

@@ -73,7 +73,8 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
         raise
     copies = cloud.config.effective_copies()
     with idx.write() as txn:
-        idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size, len(sealed.entries)))
+        idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size, len(sealed.entries),
+                                                             owner=cloud.config.node_tag))
         for e in sealed.entries:
             idx.put_chunk(txn, e.chunk_id, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
                                                        e.plain_len, 0), overwrite=False)

@@ -162,12 +162,44 @@ class Home:
 
 
 class HomeLock:
-    """An flock on HOME/lock: writers share it, gc takes it exclusively."""
+    """An flock on HOME/lock: every writer of the index shares it, gc takes it exclusively.
 
-    def __init__(self, home: Home, exclusive: bool):
-        self.home, self.exclusive, self.fd = home, exclusive, -1
+    The daemon (`daemon=True`) holds it shared for its whole life, and also holds HOME/serve.lock
+    exclusively, so a second daemon is refused and an exclusive taker (gc) that finds the node
+    busy can say that a daemon is running.
+    """
+
+    def __init__(self, home: Home, exclusive: bool, daemon: bool = False):
+        self.home, self.exclusive, self.daemon, self.fd = home, exclusive, daemon, -1
+        self.serve_fd = -1
+
+    @property
+    def serve_path(self) -> Path:
+        return self.home.root / "serve.lock"
+
+    def _daemon_running(self) -> bool:
+        try:
+            fd = os.open(self.serve_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a probe lock we may have taken
 
     def __enter__(self) -> HomeLock:
+        if self.daemon:
+            self.serve_fd = os.open(self.serve_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self.serve_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self.serve_fd)
+                self.serve_fd = -1
+                raise BusyError("node is busy: a daemon is already running on this node "
+                                "(mosaic serve)") from None
         self.fd = os.open(self.home.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         op = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
         try:
@@ -175,15 +207,28 @@ class HomeLock:
         except BlockingIOError:
             os.close(self.fd)
             self.fd = -1
-            what = "another process is writing to this node" if self.exclusive else "gc is running"
+            self._release_serve()
+            if not self.exclusive:
+                what = "gc is running"
+            elif self._daemon_running():
+                what = "a daemon is running on this node (mosaic serve); stop it first"
+            else:
+                what = "another process is writing to this node"
             raise BusyError(f"node is busy: {what}; try again later") from None
         return self
+
+    def _release_serve(self) -> None:
+        if self.serve_fd >= 0:
+            fcntl.flock(self.serve_fd, fcntl.LOCK_UN)
+            os.close(self.serve_fd)
+            self.serve_fd = -1
 
     def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
+        self._release_serve()
 
 
 def check_name(name: str) -> str:

@@ -9,7 +9,9 @@ chunk records) store a few bytes instead of a 32-byte ID. Record layouts
                                     chunk_table = n x (chunk id 32 B + length u32 LE)
     files      file_no (u64 BE)  -> file_id
     chunks     chunk_id(32)      -> [pack_no, offset, stored_len, plain_len, refcount]
-    packs      pack_id(32)       -> [pack_no, size, n_chunks, local, [backend names], created_ns]
+    packs      pack_id(32)       -> [pack_no, size, n_chunks, local, [backend names], created_ns,
+                                     owner]   owner: node tag of the sealer, "" foreign (absent in
+                                     older rows: see PackRecord.owner and docs/format.md)
     packnos    pack_no (u64 BE)  -> pack_id
     atime      pack_id(32)       -> last local read, ns (u64 LE), for LRU eviction
     names      first name of a block -> zstd(msgpack [[name, file_no], ...])  (namestore.py)
@@ -45,6 +47,7 @@ U64 = struct.Struct("<Q")  # counters, times (also used by replica.py)
 BE64 = struct.Struct(">Q")
 MAP_SIZE = 1 << 40  # virtual; the file grows only as pages are used
 LOCAL = "@local"  # the repair queue's name for the local store
+FOREIGN = ""  # PackRecord.owner of a pack sealed by another node (known by import or hint)
 
 
 @dataclass(frozen=True)
@@ -78,23 +81,30 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class PackRecord:
-    """One pack: size, chunk count, whether a local copy exists, and its backends."""
+    """One pack: size, chunk count, whether a local copy exists, its backends, and its owner.
+
+    `owner` is the node tag (config `node.tag`) of the node that sealed the pack: only that
+    node deletes, rewrites or sweeps it on a backend. "" marks a pack this node knows only
+    through an import or a replication location hint (sealed elsewhere); None is a record
+    written before owners were recorded (`Index.owns` decides those).
+    """
 
     size: int
     n_chunks: int
     local: bool
     locations: tuple[str, ...]
     created_ns: int
+    owner: str | None = None
 
     @classmethod
-    def sealed(cls, size: int, n_chunks: int) -> PackRecord:
-        """A pack just written to the local store, not yet on any backend."""
-        return cls(size, n_chunks, True, (), time.time_ns())
+    def sealed(cls, size: int, n_chunks: int, owner: str | None = None) -> PackRecord:
+        """A pack just written to the local store by node `owner`, not yet on any backend."""
+        return cls(size, n_chunks, True, (), time.time_ns(), owner or None)
 
     @classmethod
     def hinted(cls, locations: Iterable[str], local: bool = False) -> PackRecord:
-        """A pack known only from a location hint (size and chunk count unknown)."""
-        return cls(0, 0, local, tuple(sorted(set(locations))), time.time_ns())
+        """A pack known only from a location hint (size and chunk count unknown; not ours)."""
+        return cls(0, 0, local, tuple(sorted(set(locations))), time.time_ns(), FOREIGN)
 
     def with_locations(self, locations: Iterable[str]) -> PackRecord:
         """This record with exactly these backends (sorted, distinct)."""
@@ -121,6 +131,13 @@ def _pack(obj: object) -> bytes:
 
 def _unpack(b: bytes) -> list:
     return msgpack.unpackb(b, raw=False)
+
+
+def _pack_record(v: bytes) -> PackRecord:
+    row = _unpack(v)
+    _, size, n, local, locs, created = row[:6]
+    owner = row[6] if len(row) > 6 else None  # older rows have no owner
+    return PackRecord(size, n, local, tuple(locs), created, owner)
 
 
 class ChangeLog(Protocol):
@@ -418,10 +435,18 @@ class Index:
     def get_pack(self, pid: bytes, txn: lmdb.Transaction | None = None) -> PackRecord | None:
         """The pack record, or None."""
         v = (txn or self.read()).get(pid, db=self.db["packs"])
-        if v is None:
-            return None
-        _, size, n, local, locs, created = _unpack(v)
-        return PackRecord(size, n, local, tuple(locs), created)
+        return None if v is None else _pack_record(v)
+
+    def owns(self, txn: lmdb.Transaction, pid: bytes, rec: PackRecord, node_tag: str) -> bool:
+        """True if this node (tag `node_tag`) sealed the pack, so it may delete, rewrite or sweep
+        it on backends. A record without an owner (written before owners were recorded) counts
+        as owned when the pack is local or queued for upload here, else (a location hint) not."""
+        if rec.owner is not None:
+            return bool(node_tag) and rec.owner == node_tag
+        if rec.local:
+            return True
+        cur = txn.cursor(db=self.db["uploads"])
+        return cur.set_range(pid) and bytes(cur.key()[:32]) == pid
 
     def put_pack(self, txn: lmdb.Transaction, pid: bytes, r: PackRecord) -> None:
         """Create or replace a pack record (a new pack gets the next pack number)."""
@@ -435,8 +460,10 @@ class Index:
             no = self.next_counter(txn, b"next_pack")
             txn.put(BE64.pack(no), pid, db=self.db["packnos"], append=True)
             self._journal(txn, b"p" + pid)
-        txn.put(pid, _pack([no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]),
-                db=self.db["packs"])
+        row = [no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]
+        if r.owner is not None:
+            row.append(r.owner)
+        txn.put(pid, _pack(row), db=self.db["packs"])
 
     def delete_pack(self, txn: lmdb.Transaction, pid: bytes) -> None:
         """Drop a pack record (its chunk records must be gone or moved)."""
@@ -450,8 +477,7 @@ class Index:
     def iter_packs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, PackRecord]]:
         """Every (pack_id, record)."""
         for k, v in txn.cursor(db=self.db["packs"]).iternext():
-            _, size, n, local, locs, created = _unpack(v)
-            yield k, PackRecord(size, n, local, tuple(locs), created)
+            yield k, _pack_record(v)
 
     def touch_packs(self, pids: set[bytes]) -> None:
         """Record a local read of these packs (for LRU eviction)."""

@@ -214,8 +214,8 @@ class Ingest:
                 raise
         with idx.write() as txn:
             if sealed is not None:
-                idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size,
-                                                                    len(sealed.entries)))
+                idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(
+                    sealed.size, len(sealed.entries), owner=self.store.config.node_tag))
                 for e in sealed.entries:
                     idx.put_chunk(txn, e.chunk_id, ChunkRecord(
                         sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0), overwrite=False)

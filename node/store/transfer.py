@@ -17,6 +17,7 @@ from mosaic.protocol.manifest_json import (
 
 from ..errors import ImportFormatError, NotFoundError
 from ..units import parse_hash
+from .home import HomeLock
 from .index import ChunkRecord, Manifest, PackRecord
 
 if TYPE_CHECKING:
@@ -53,7 +54,11 @@ def export(store: Store, hashes: list[str] | None) -> str:
 
 
 def import_(store: Store, text: str | bytes) -> dict[str, int]:
-    """Check a dump completely, then apply it in one transaction; idempotent."""
+    """Check a dump completely, then apply it in one transaction; idempotent.
+
+    Packs known only through the dump are recorded as another node's (owner FOREIGN): this
+    node never deletes or rewrites them on backends. Takes the shared home lock (gc waits).
+    """
     try:
         dump = parse_dump(text)
     except ManifestFormatError as e:
@@ -63,7 +68,7 @@ def import_(store: Store, text: str | bytes) -> dict[str, int]:
                                 f"has {store.keys.key_id}); join with `mosaic init --key-file`")
     idx = store.index
     stats = {"files": 0, "new_files": 0, "new_chunks": 0, "names": 0}
-    with idx.write() as txn:
+    with HomeLock(store.home, exclusive=False), idx.write() as txn:
         # Check every chunk before writing anything (an exception aborts the txn anyway).
         for f in dump.files:
             for cid, n in f.chunks:

@@ -39,3 +39,27 @@ def node_factory(tmp_path: Path) -> Callable[..., Node]:
     yield make
     for n in opened:
         n.close()
+
+
+def make_joined(tmp_path: Path, name: str, other: Node) -> Node:
+    """A second node of `other`'s cluster: joined with its key file (`init --key-file`), using
+    the same backends (same names, same folders) and pack size."""
+    node = Node.init(tmp_path / name, no_passphrase=True, key_file=other.home.key_path)
+    home, cfg = node.home, node.config
+    node.close()
+    home.write_config(replace(cfg, pack_size=other.config.pack_size, backends=other.config.backends))
+    return Node.open(home.root)
+
+
+@pytest.fixture
+def join_factory(tmp_path: Path) -> Callable[[str, Node], Node]:
+    opened: list[Node] = []
+
+    def make(name: str, other: Node) -> Node:
+        n = make_joined(tmp_path, name, other)
+        opened.append(n)
+        return n
+
+    yield make
+    for n in opened:
+        n.close()
