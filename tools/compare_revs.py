@@ -18,11 +18,16 @@ layout of the package):
 * Cases (inputs relative to the corpus root): ``big`` = ``put big/a.bin`` then
   ``get big/a.bin DEST``; ``small`` = ``put -r small`` then ``get -r small DEST``;
   ``versions`` = ``put -r versions/v1`` .. ``v6`` into one home then ``get -r versions/v6``.
-* Per case, runs alternate between the revisions (ABAB..., or ``--order abba``). Each
+* Per case, runs alternate between the revisions: AB BA AB ... (``--order abab``: AB AB ...).
+  A same-revision check with ABAB gave 0.90 for the big put: the first slot often follows
+  a wait for a quiet machine and ran faster. ABBA with an even --runs balances that. Each
   (revision, run) gets a fresh home (``mosaic -q init --no-passphrase``, untimed): its inputs
   are read once into the page cache, the harness waits (bounded) for the rest of the machine
   to use < 0.25 cores, then every put and the get run with an untimed ``sync`` before them
   and a separately timed ``sync`` after them (``flush``). Wall time excludes the flush.
+* A run during which other processes used more than ``--max-other-cores`` (0.25) is redone,
+  up to ``--retries`` (2) times; the last attempt counts, and the table shows the highest
+  other load during the counted commands.
 * Every restore is checked: same set of regular files (``put -r`` skips symlinks), same
   sizes, same SHA-256 as the input.
 * Nothing is deleted while measuring (ext4 without a journal creates files slowly for
@@ -584,8 +589,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="scratch dir (exports, venvs, homes, restores); same fs as the corpus")
     ap.add_argument("--cases", default="big,small,versions", help="comma list of " + ",".join(CASES))
     ap.add_argument("--runs", type=int, default=3, help="runs per revision and case (default 3)")
-    ap.add_argument("--order", choices=["abab", "abba"], default="abab",
-                    help="abab: old first in every run; abba: the first revision alternates")
+    ap.add_argument("--order", choices=["abba", "abab"], default="abba",
+                    help="abba (default): the revision that goes first alternates per run, so "
+                    "position effects cancel over an even --runs; abab: old first in every run")
     ap.add_argument("--json-out", type=Path, help="write every measurement and the summary here")
     ap.add_argument("--min-ratio", type=float, default=0.95, help="new/old threshold (0.95)")
     ap.add_argument("--quiet-wait", type=float, default=60.0,
