@@ -10,7 +10,7 @@ from mosaic.backends.errors import BackendError, NotFound
 from ..errors import IntegrityError, StorageError
 from ..store.home import HomeLock
 from ..store.index import PackRecord
-from ..store.packs import check_pack
+from ..store.packs import parse_pack
 from ..units import parse_hash
 from .hub import pack_object_name
 
@@ -158,7 +158,7 @@ def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:
                 from ..errors import NotFoundError
                 raise NotFoundError(f"unknown hash: {fid.hex()}")
     before = cached_fraction(cloud, fids)
-    need: dict[bytes, list[str]] = {}
+    need: dict[bytes, tuple[int, list[str]]] = {}  # pack -> (expected size, 0 unknown; backends)
     with idx.read() as txn:
         for fid in fids:
             m = idx.get_manifest(fid, txn)
@@ -167,7 +167,7 @@ def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:
                 if r is None or r.pack_id in need or cloud.local.has(r.pack_id):
                     continue
                 p = idx.get_pack(r.pack_id, txn)
-                need[r.pack_id] = list(p.locations) if p else []
+                need[r.pack_id] = (p.size, list(p.locations)) if p else (0, [])
     errors: list[str] = []
     fetched = [0, 0]
     if need:
@@ -178,8 +178,8 @@ def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:
                 if data is None:
                     errors.append(f"pack {pid.hex()[:16]}: " + ("; ".join(errs) or "no backend holds it"))
                     return False
-                try:
-                    entries = check_pack(cloud.keys.pack_index, pid, data)
+                try:  # the hub checked size and ID as the pieces arrived
+                    entries = parse_pack(cloud.keys.pack_index, data)
                 except IntegrityError as e:
                     errs.append(f"{where}: {e}")
                     cloud.store.note_bad_copy(pid, f"backend {where}", str(e))
@@ -197,7 +197,11 @@ def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:
                     progress(len(data))
                 return True
 
-            cloud.hub.fetch_many(list(need.items()), done)
+            def corrupt(pid: bytes, where: str, reason: str) -> None:
+                cloud.store.note_bad_copy(pid, f"backend {where}", reason)
+
+            cloud.hub.fetch_packs([(pid, size, srcs) for pid, (size, srcs) in need.items()],
+                                  done, corrupt)
     after = cached_fraction(cloud, fids)
     if errors:
         raise StorageError(f"warm incomplete ({after:.0%} cached): {errors[0]}"

@@ -24,19 +24,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import blake3
 import trio
 
 from mosaic.backends import Backend, open_backend
 from mosaic.backends.errors import BackendError, NotFound
 from mosaic.backends.retry import RetryingBackend
 
-from ..errors import StorageError
+from ..errors import IntegrityError, StorageError
 from ..store.home import BackendConfig
+from ..store.store import MAX_PACK
 
 T = TypeVar("T")
 FAILURE_PENALTY_S = 30.0  # a failed read ranks its backend behind every working one
 CLOSE_TIMEOUT_S = 10.0
 THREAD_NAME = "mosaic-backends"  # also the OS thread name (/proc/PID/task/TID/comm)
+READ_PIECE = 16 << 20  # a whole object is read (and hashed) in ranged pieces of about this size
+UNKNOWN_SIZE_LIMIT = MAX_PACK + (64 << 20)  # the most read of an object whose size is unknown
 
 _in_loop_lock = threading.Lock()
 _in_loop_hubs = 0  # hubs open on a caller's trio loop in this process right now
@@ -50,6 +54,67 @@ def pack_object_name(pid: bytes) -> str:
 
 class HubClosed(BackendError):
     """The hub was closed (or is closing) before or during the call."""
+
+
+class CorruptCopy(IntegrityError):
+    """A backend's copy is not what the index expects: the wrong size, or not its ID.
+
+    Reported like any corrupt copy (queued for repair); a copy larger than expected is
+    refused after reading at most the expected size plus one byte."""
+
+
+async def _read_whole(backend: Backend, name: str, expected: int,
+                      sink: Callable[[bytes], None] | None = None, keep: bool = True,
+                      threads: trio.CapacityLimiter | None = None) -> tuple[bytes | None, int]:
+    """(the object's bytes if `keep`, its size), read in ranged pieces of about READ_PIECE.
+
+    Never asks for more than `expected` + 1 bytes in all, so an object larger than the
+    index expects costs at most that much memory and transfer. `expected` <= 0 means
+    unknown: the size is stat'ed first and refused above UNKNOWN_SIZE_LIMIT. Each piece
+    goes to `sink` as it arrives (in a worker thread when `threads` is given). Raises
+    CorruptCopy if the size is not the expected one.
+    """
+    if expected <= 0:
+        expected = (await backend.stat(name)).size
+        if expected > UNKNOWN_SIZE_LIMIT:
+            raise CorruptCopy(f"{name} is {expected} bytes, more than any pack")
+    parts: list[bytes] = []
+    got = 0
+    while True:
+        left = expected + 1 - got
+        want = left if left <= READ_PIECE + READ_PIECE // 4 else READ_PIECE
+        piece = await backend.get(name, got, want)
+        if len(piece) > want:  # a backend must clip; never trust it to
+            piece = piece[:want]
+        got += len(piece)
+        if got > expected:
+            raise CorruptCopy(f"{name} is larger than the expected {expected} bytes")
+        if piece:
+            if sink is not None:
+                if threads is not None and len(piece) > 1 << 20:
+                    await trio.to_thread.run_sync(sink, piece, limiter=threads)
+                else:
+                    sink(piece)
+            if keep:
+                parts.append(piece)
+        if len(piece) < want:  # the end
+            break
+    if got != expected:
+        raise CorruptCopy(f"{name} is {got} bytes, not the expected {expected}")
+    data = (parts[0] if len(parts) == 1 else b"".join(parts)) if keep else None
+    return data, got
+
+
+async def _read_pack(backend: Backend, pid: bytes, expected: int, keep: bool,
+                     threads: trio.CapacityLimiter) -> tuple[bytes | None, int]:
+    """`_read_whole` of a pack, hashed piece by piece as it arrives; CorruptCopy unless the
+    bytes match the pack ID."""
+    hasher = blake3.blake3()
+    name = pack_object_name(pid)
+    data, size = await _read_whole(backend, name, expected, hasher.update, keep, threads)
+    if hasher.digest() != pid:
+        raise CorruptCopy("content does not match its ID (corrupt)")
+    return data, size
 
 
 def _refuse_second_loop() -> None:
@@ -235,6 +300,31 @@ class BackendHub:
         self._observe(backend, time.monotonic() - t)
         return data
 
+    def get_object(self, backend: str, name: str, expected_size: int) -> bytes:
+        """A whole object whose size the index expects (<= 0: unknown, see `_read_whole`).
+
+        Reads at most `expected_size` + 1 bytes; CorruptCopy if the size differs."""
+        data, _ = self.run(_read_whole, self.backends[backend], name, expected_size)
+        assert data is not None
+        return data
+
+    def get_pack(self, backend: str, pid: bytes, expected_size: int) -> bytes:
+        """A whole pack, bounded like `get_object` and hashed as it arrives; CorruptCopy if
+        its size or ID is wrong."""
+        data, _ = self.run(self._pack, backend, pid, expected_size, True)
+        assert data is not None
+        return data
+
+    def check_pack(self, backend: str, pid: bytes, expected_size: int) -> int:
+        """Read a pack through (bounded, in pieces, nothing kept) and check it against its
+        ID; returns its size, CorruptCopy if wrong."""
+        return self.run(self._pack, backend, pid, expected_size, False)[1]
+
+    async def _pack(self, backend: str, pid: bytes, expected: int,
+                    keep: bool) -> tuple[bytes | None, int]:
+        return await _read_pack(self.backends[backend], pid, expected, keep,
+                                trio.CapacityLimiter(1))
+
     def put_many(self, jobs: list[tuple[str, bytes, Callable[[], bytes]]],
                  done: Callable[[str, bytes, BaseException | None], None],
                  parallel: int | None = None) -> None:
@@ -270,13 +360,38 @@ class BackendHub:
         `done(pack_id, data_or_None, backend_used, errors)` runs in a worker thread per pack,
         so it may verify and write to disk.
         """
+        self._fetch(jobs, done, None)
+
+    def fetch_packs(self, jobs: list[tuple[bytes, int, list[str]]],
+                    done: Callable[[bytes, bytes | None, str, list[str]], None],
+                    corrupt: Callable[[bytes, str, str], None] | None = None) -> None:
+        """`fetch_many` of packs whose size the index expects (<= 0: unknown): each copy is
+        read in bounded pieces and hashed as it arrives, so `done` only ever gets bytes that
+        match the pack ID. A copy of the wrong size or content is skipped and reported to
+        `corrupt(pack_id, backend, reason)` (in a worker thread) before the next is tried."""
+        self._fetch([(pid, sources) for pid, _, sources in jobs], done,
+                    {pid: size for pid, size, _ in jobs}, corrupt)
+
+    def _fetch(self, jobs: list[tuple[bytes, list[str]]],
+               done: Callable[[bytes, bytes | None, str, list[str]], None],
+               sizes: dict[bytes, int] | None,
+               corrupt: Callable[[bytes, str, str], None] | None = None) -> None:
         async def one(limiter: trio.CapacityLimiter, threads: trio.CapacityLimiter, pid: bytes,
                       sources: list[str]) -> None:
             async with limiter:
                 errors: list[str] = []
                 for b in sources:
                     try:
-                        data = await self.backends[b].get(pack_object_name(pid))
+                        if sizes is None:  # unchecked, but bounded like an object of unknown size
+                            data, _ = await _read_whole(self.backends[b], pack_object_name(pid), 0)
+                        else:
+                            data, _ = await _read_pack(self.backends[b], pid, sizes[pid], True,
+                                                       threads)
+                    except CorruptCopy as e:
+                        errors.append(f"{b}: {e}")
+                        if corrupt is not None:
+                            await trio.to_thread.run_sync(corrupt, pid, b, str(e), limiter=threads)
+                        continue
                     except NotFound:
                         errors.append(f"{b}: missing")
                         continue

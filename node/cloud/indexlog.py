@@ -401,6 +401,7 @@ def recover(cloud: Cloud, backend: str, partial: bool = False) -> dict:
     b = hub.backends[backend]
     try:
         objs = hub.run(b.list, "index/")
+        sizes = {o.name: o.size for o in objs}  # reads are bounded by the listed sizes
     except BackendError as e:
         raise StorageError(f"cannot list {backend}: {e}") from None
     by_tag: dict[str, list[str]] = {}
@@ -439,7 +440,7 @@ def recover(cloud: Cloud, backend: str, partial: bool = False) -> dict:
     name_map: dict[str, bytes | None] = {}
     for n in todo:
         try:
-            doc = _open(cloud.keys.metadata, n, hub.run(b.get, n))
+            doc = _open(cloud.keys.metadata, n, hub.get_object(backend, n, sizes[n]))
         except BackendError as e:
             raise StorageError(f"cannot read {n} from {backend}: {e}") from None
         if doc.get("base", base) != base and not doc.get("snapshot"):

@@ -79,6 +79,23 @@ def encode(enc_key: bytes, cid: bytes, data: bytes | memoryview, level: int = DE
     return envelope.seal(enc_key, payload, _aad(FORMAT_VERSION, comp, cid), _HEADERS[comp])
 
 
+def authenticate(enc_key: bytes, cid: bytes, blob: bytes | memoryview, where: str = "") -> None:
+    """Check that a stored object is intact and belongs to chunk `cid`, cheaply.
+
+    AEAD open only, no decompression and no ID hash: the associated data binds the
+    chunk ID and the header, so an object that authenticates is the one that was
+    sealed for `cid` (under this node's key). Raises IntegrityError otherwise.
+    """
+    blob = memoryview(blob)
+    label = f"chunk {cid.hex()[:16]}" + (f" from {where}" if where else "")
+    if len(blob) < OVERHEAD:
+        raise IntegrityError(f"{label} is truncated")
+    version, comp = blob[0], blob[1]
+    if version != FORMAT_VERSION or comp not in (COMP_RAW, COMP_ZSTD):
+        raise IntegrityError(f"{label} has an unknown format ({version}/{comp})")
+    envelope.open(enc_key, blob[2:], _aad(version, comp, cid), label)
+
+
 def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
            plain_len: int | None = None, where: str = "") -> bytes:
     """Authenticate, decrypt, decompress and ID-check one stored object.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from . import codec
 from .chunker import chunk_buffer, chunk_stream
+from .heal import Healer
 from .hooks import PackPlacement
 from .index import ChunkRecord, Manifest, PackRecord
 from .packs import PackWriter, SealedPack
@@ -98,6 +99,7 @@ class Ingest:
         self.new_files: list[bytes] = []
         self.name_changes: list[tuple[str, bytes | None, bytes | None]] = []
         self._chunks_db = store.index.db["chunks"]
+        self.healer = Healer(store)  # re-writes deduplicated chunks whose stored copy is bad
 
     # ---- worker side -------------------------------------------------------
     def _encode_batch(self, chunks: list[bytes | memoryview]) -> list[tuple[bytes, int, bytes | None]]:
@@ -110,6 +112,7 @@ class Ingest:
                     out.append((cid, len(c), None))
                 else:
                     out.append((cid, len(c), codec.encode(enc_key, cid, c, level)))
+            self.healer.check(txn, chunks, out, level, self.inflight)
         return out
 
     # ---- main thread -------------------------------------------------------
@@ -219,6 +222,7 @@ class Ingest:
                 for e in sealed.entries:
                     idx.put_chunk(txn, e.chunk_id, ChunkRecord(
                         sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0), overwrite=False)
+                self.healer.repoint(txn, sealed)
                 for b in targets:
                     idx.queue_upload(txn, sealed.pack_id, b)
             changes: list[tuple[str, bytes | None]] = []
