@@ -61,6 +61,21 @@ def pinned_packs(cloud: Cloud, txn: lmdb.Transaction) -> set[bytes]:
     return out
 
 
+def pinned_not_local(cloud: Cloud) -> list[bytes]:
+    """Pinned files with a chunk whose pack is not in the local store (fetchable or not)."""
+    idx = cloud.index
+    out: list[bytes] = []
+    with idx.read() as txn:
+        for fid in txn.cursor(db=idx.db["pins"]).iternext(values=False):
+            m = idx.get_manifest(fid, txn)
+            for cid, _ in (m.chunks if m else ()):
+                r = idx.get_chunk(cid, txn)
+                if r is not None and not cloud.local.has(r.pack_id):
+                    out.append(fid)
+                    break
+    return out
+
+
 def confirmed_copies(cloud: Cloud, pid: bytes, rec: PackRecord) -> tuple[list[str], list[str]]:
     """(backends whose copy exists with the recorded size, backends where it is missing or wrong).
 

@@ -34,6 +34,7 @@ from mosaic.protocol.errors import ProtocolError
 from mosaic.protocol.messages import ChunkData, ChunkMissing, WantChunks
 from mosaic.protocol.sync import SessionState, SyncSession
 
+from ..cloud.cache import pinned_not_local, warm
 from ..cloud.cloud import Cloud
 from ..cloud.credentials import load_secrets
 from ..cloud.hub import BackendHub, HubClosed
@@ -50,6 +51,7 @@ log = logging.getLogger("mosaic.daemon")
 
 POLL_S = 0.2
 ANTI_ENTROPY_S = 30.0
+PINS_S = 30.0  # pinned files that are not local are fetched at start and this often
 UPLOAD_S = 5.0  # upload rounds at least this often (sooner after chunks arrive from a peer)
 FETCH_BATCH = 1024
 STORE_BATCH_BYTES = 8 << 20
@@ -362,6 +364,26 @@ class Daemon:
                 except Exception as e:  # logged, retried next round
                     log.warning("upload round failed: %s", e)
 
+    async def keep_pins(self) -> None:
+        """Fetch the packs of pinned files that are not local, at start and every PINS_S.
+
+        Pinned files arrive by sync as location hints, or were pinned while a backend
+        was away; trim never evicts them once they are local.
+        """
+        while True:
+            if self.cloud.config.backends:
+                try:
+                    fids = await trio.to_thread.run_sync(pinned_not_local, self.cloud)
+                    if fids:
+                        res = await trio.to_thread.run_sync(warm, self.cloud, [f.hex() for f in fids])
+                        log.info("fetched %d packs of %d pinned files", res["packs_fetched"],
+                                 len(fids))
+                except HubClosed:
+                    return
+                except Exception as e:  # logged, retried next round
+                    log.warning("fetching pinned files failed: %s", e)
+            await trio.sleep(PINS_S)
+
     async def write_state(self, ready: bool) -> None:
         """HOME/daemon.json for `mosaic status` (written atomically, in a worker thread)."""
         doc = {"pid": os.getpid(), "listen": f"{self.listen[0]}:{self.listen[1]}",
@@ -441,6 +463,7 @@ async def _serve(d: Daemon, hub: BackendHub) -> None:
             n.start_soon(d.watch_changes)
             n.start_soon(d.dial)
             n.start_soon(d.uploads)
+            n.start_soon(d.keep_pins)
             await d.write_state(True)
             log.info("ready: node %s listening on %s:%d", d.identity.node_id_str, host, bound[1])
             async for sig in signals:
