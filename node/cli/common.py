@@ -210,6 +210,84 @@ def check_output_folder(folder: Path) -> None:
         raise UsageError(f"cannot write in {a} (permission denied or read-only)")
 
 
+# ---- file names <-> names -----------------------------------------------------------------
+# A POSIX file name is any bytes but NUL and "/"; a Mosaic name is UTF-8 text without control
+# characters (protocol/name_rules.py). `path_name` maps the one to the other losslessly: every
+# byte that is not part of valid, printable UTF-8 (an undecodable byte, a C0 or C1 control
+# character, DEL) becomes the private-use character U+EF00 + byte, and so does every byte of a
+# character that is itself in U+EF00-U+EFFF, so no file name is ever read back wrongly.
+# `name_path` maps such characters back to their bytes (only U+EF01-U+EF1F and U+EF7F-U+EFFF:
+# never "/", "." or NUL, so a name cannot make a path climb out of its folder).
+
+_ESC = 0xEF00
+
+
+def _escaped_byte(o: int) -> bool:
+    return 0 < o < 0x20 or 0x7F <= o <= 0xFF
+
+
+def path_name(path: str | bytes | os.PathLike) -> str:
+    """The name text for a file system path (relative, `/`-separated), losslessly (above)."""
+    text = os.fsencode(path).decode("utf-8", "surrogateescape")
+    out: list[str] = []
+    for ch in text:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte, as surrogateescape gives it
+            out.append(chr(_ESC + o - 0xDC00))
+        elif o < 0x20 or 0x7F <= o <= 0x9F or _ESC <= o <= _ESC + 0xFF:
+            out.extend(chr(_ESC + b) for b in ch.encode("utf-8"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def name_path(name: str) -> str:
+    """The file system path (str, surrogateescape) for a name: `path_name` undone."""
+    if not any(_ESC <= ord(ch) <= _ESC + 0xFF for ch in name):
+        return name
+    buf = bytearray()
+    for ch in name:
+        o = ord(ch) - _ESC
+        if _escaped_byte(o):
+            buf.append(o)
+        else:
+            buf += ch.encode("utf-8")
+    return os.fsdecode(bytes(buf))
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path for messages and JSON (undecodable bytes shown as backslash escapes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+# ---- where get writes ----------------------------------------------------------------------
+
+def output_target(dest: Path) -> tuple[str, Path]:
+    """How a restored file is written to `dest`, as `cp` does:
+
+    ("replace", path): a new or regular file, written to a temp file renamed over `path`;
+    for a symlink to a regular file `path` is its target, so the link stays.
+    ("into", path): an existing device or FIFO (or a symlink to one), opened and written into;
+    it is never replaced by a regular file.
+    UsageError for a folder, a socket or a dangling symlink.
+    """
+    try:
+        st = dest.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        if dest.is_symlink():
+            raise UsageError(f"not writing through dangling symlink {shown_path(dest)}") from None
+        return "replace", dest  # a file in the way of a folder is reported when writing
+    except OSError as e:
+        raise UsageError(f"cannot write {shown_path(dest)}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{shown_path(dest)} is a directory")
+    if stat.S_ISSOCK(st.st_mode):
+        raise UsageError(f"{shown_path(dest)} is a socket")
+    if stat.S_ISREG(st.st_mode):
+        return "replace", Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+    return "into", dest
+
+
 def save_index_copy(node: Engine) -> str | None:
     """Append the change to the index copies on the backends; a warning line if that failed.
 

@@ -12,33 +12,72 @@ from pathlib import Path
 from ..cluster.engine import Engine
 from ..errors import BackendPending, MosaicError, NotFoundError, UsageError
 from ..store.home import check_name
-from ..store.outfile import write_atomically
+from ..store.outfile import write_atomically, writing_into
 from ..units import format_size
 from .common import (
     check_output_file,
     check_output_folder,
     finish,
     input_error,
+    name_path,
     nonneg_int,
     open_node,
+    output_target,
+    path_name,
     positive_int,
     read_input,
     save_index_copy,
+    shown_path,
 )
 from .output import Output
 
+Skipped = list[dict[str, str]]  # {"path", "reason"} of each input a put left out
 
-def _walk(root: Path, warn: list[str]) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: warn.append(str(e))):
-        dirnames.sort()
-        for f in sorted(filenames):
-            p = Path(dirpath) / f
-            if p.is_symlink() or not p.is_file():
-                warn.append(f"skipped (not a regular file): {p}")
+
+def _walk(root: Path, skipped: Skipped, unreadable: list[str]) -> list[tuple[Path, str]]:
+    """The regular files under `root` with their paths relative to it, folder by folder in
+    name order. What is not stored goes to `skipped` (symlinks, FIFOs, sockets, devices);
+    a folder that cannot be read goes there too, and to `unreadable`."""
+    out: list[tuple[Path, str]] = []
+    todo: list[tuple[Path, str]] = [(root, "")]
+    while todo:
+        folder, rel = todo.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            reason = f"cannot read folder: {e.strerror or e}"
+            skipped.append({"path": shown_path(folder), "reason": reason})
+            unreadable.append(f"skipped ({reason}): {shown_path(folder)}")
+            continue
+        folders = []
+        for e in entries:
+            r = f"{rel}/{e.name}" if rel else e.name
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    folders.append((Path(e.path), r))
+                    continue
+                if e.is_file(follow_symlinks=False):
+                    out.append((Path(e.path), r))
+                    continue
+            except OSError as err:  # pragma: no cover - lstat of a listed entry failed
+                reason = f"cannot read: {err.strerror or err}"
+                skipped.append({"path": shown_path(e.path), "reason": reason})
+                unreadable.append(f"skipped ({reason}): {shown_path(e.path)}")
                 continue
-            out.append(p)
+            skipped.append({"path": shown_path(e.path),
+                            "reason": "not a regular file" + (" (symlink)" if e.is_symlink() else "")})
+        todo.extend(reversed(folders))
     return out
+
+
+def tree_base(raw: str, name: str | None) -> str | None:
+    """The top folder `put -r raw` records: --name, else the folder's last path component
+    (as `cp -r` and `tar`); None (its contents at the top) for `DIR/`, `.` or `..` (as rsync)."""
+    if name:
+        return check_name(name)
+    last = raw.rsplit("/", 1)[-1]
+    return None if last in ("", ".", "..") else check_name(path_name(last))
 
 
 def cmd_put(args: argparse.Namespace, out: Output) -> int:
@@ -47,6 +86,9 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("--name needs exactly one PATH")
     jobs: list[tuple[str | Path, str | None]] = []
     warn: list[str] = []
+    skipped: Skipped = []
+    unreadable: list[str] = []
+    failed: list[MosaicError] = []
     for raw in args.paths:
         if raw == "-":
             jobs.append(("-", check_name(args.name) if args.name else None))
@@ -54,23 +96,33 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
         p = Path(raw)
         if p.is_dir():
             if not args.recursive:
-                raise UsageError(f"{raw} is a directory (use -r)")
-            base = check_name(args.name) if args.name else (check_name(raw) if check_name_ok(raw) else None)
-            for f in _walk(p, warn):
-                rel = f.relative_to(p).as_posix()
-                jobs.append((f, f"{base}/{rel}" if base else check_name(rel)))
+                raise UsageError(f"{shown_path(raw)} is a directory (use -r)")
+            base = tree_base(raw, args.name)
+            for f, rel in _walk(p, skipped, unreadable):
+                try:
+                    name = check_name(f"{base}/{path_name(rel)}" if base else path_name(rel))
+                except UsageError as e:  # a name too long: the others go on
+                    failed.append(e)
+                    warn.append(f"skipped {shown_path(f)}: {e}")
+                    skipped.append({"path": shown_path(f), "reason": str(e)})
+                    continue
+                jobs.append((f, name))
         elif p.exists():
             if stat.S_ISSOCK(p.stat().st_mode):
-                raise UsageError(f"{raw} is not a regular file (a socket)")
-            jobs.append((p, check_name(args.name or raw)))
+                raise UsageError(f"{shown_path(raw)} is not a regular file (a socket)")
+            jobs.append((p, check_name(args.name) if args.name else check_name(path_name(raw))))
         else:
-            raise NotFoundError(f"no such file: {raw}")
+            raise NotFoundError(f"no such file: {shown_path(raw)}")
+    warn += [f"skipped (not a regular file): {s['path']}" for s in skipped
+             if s["reason"].startswith("not a regular file")]
+    warn += unreadable
     total = sum(j[0].stat().st_size for j in jobs if isinstance(j[0], Path))
-    failed: list[MosaicError] = []
     with open_node(args) as node:
         if args.parallel:
             from dataclasses import replace
             node.store.config = replace(node.config, upload_parallel=args.parallel)
+        with node.index.read() as txn:  # what each name pointed at before: "replaced NAME"
+            before = node.index.resolve_names(txn, [n for _, n in jobs if n])
         pending: BackendPending | None = None
         try:
             with out.progress(total or None, "put") as bar, \
@@ -81,72 +133,115 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
                     except (NotFoundError, UsageError) as e:
                         failed.append(e)
                         warn.append(str(e))
+                        skipped.append({"path": shown_path(src), "reason": str(e)})
                     except OSError as e:  # opening this input failed: the others go on
                         if e.filename is None or os.fsdecode(e.filename) != str(src):
                             raise
-                        err = input_error(e, src)
+                        err = input_error(e, shown_path(src))
                         failed.append(err)
                         warn.append(str(err))
+                        skipped.append({"path": shown_path(src), "reason": str(err)})
             rows = s.results
         except BackendPending as e:  # stored and durable here; a backend step is pending
             pending, rows = e, e.results
+    replaced = []
+    for r in rows:  # in order: a name given twice in one put replaces its first file too
+        name = r.names[0] if r.names else None
+        old = before.get(name) if name else None
+        replaced.append(old is not None and old != r.file_id)
+        if name:
+            before[name] = r.file_id
     for w in warn:
         sys.stderr.write(f"mosaic: warning: {w}\n")
-    for r in rows:
+    for r, rep in zip(rows, replaced, strict=True):
         out.line(f"{r.hash}  {r.names[0] if r.names else '-'}")
+        if rep:
+            out.info(f"replaced {r.names[0]}")
     doc = {"files": [{"hash": r.hash, "name": r.names[0] if r.names else None, "size": r.size,
-                      "chunks": r.chunks, "new_chunks": r.new_chunks, "new_bytes": r.new_bytes}
-                     for r in rows],
+                      "chunks": r.chunks, "new_chunks": r.new_chunks, "new_bytes": r.new_bytes,
+                      "replaced": rep}
+                     for r, rep in zip(rows, replaced, strict=True)],
            "size": sum(r.size for r in rows), "new_bytes": sum(r.new_bytes for r in rows),
-           "errors": [str(e) for e in failed]}
-    return finish(out, doc, str(pending) if pending else None,
-                  failed[0].exit_code if failed else 0)
-
-
-def check_name_ok(raw: str) -> bool:
-    """True if `raw` normalises to a valid name ("." and "/" do not)."""
-    try:
-        check_name(raw)
-        return True
-    except UsageError:
-        return False
+           "errors": [str(e) for e in failed], "skipped": skipped}
+    code = failed[0].exit_code if failed else (UsageError.exit_code if unreadable else 0)
+    return finish(out, doc, str(pending) if pending else None, code)
 
 
 def cmd_get(args: argparse.Namespace, out: Output) -> int:
     """mosaic get REF [DEST|-] [--offset N --length M] | get -r PREFIX DESTDIR"""
     with open_node(args) as node:
         if args.recursive:
-            if not args.dest or args.dest == "-":
-                raise UsageError("get -r needs a destination folder")
-            entries = node.names_under(args.ref)
-            if not entries:
-                raise NotFoundError(f"no names under {args.ref}")
-            prefix = check_name(args.ref)
-            dest = Path(args.dest)
-            check_output_folder(dest)
-            with out.progress(sum(e.size for e in entries), "get") as bar:
-                node.get_many([(e.file_id.hex(),
-                                dest / (e.name[len(prefix):].lstrip("/") or Path(e.name).name))
-                               for e in entries], bar)
-            out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
-            return 0
+            return _get_tree(node, args, out)
         m = node.resolve(args.ref)
         if args.dest in (None, "-"):
             node.get(m.file_id.hex(), sys.stdout.buffer, args.offset or 0, args.length)
             sys.stdout.buffer.flush()
             return 0
         dest = Path(args.dest)
-        if dest.is_dir():
+        if args.dest.endswith("/") or dest.is_dir():  # DIR/: DIR/basename, as cp does
             names = node.index.names_of(m.file_id)
             base = Path(check_name(args.ref)).name if not _is_hash(args.ref) else (
                 Path(names[0]).name if names else m.file_id.hex())
-            dest = dest / base
-        check_output_file(dest)
+            dest = dest / name_path(base)
+        kind, target = output_target(dest)
         size = max(0, m.size - (args.offset or 0))
         with out.progress(size if args.length is None else min(size, args.length), "get") as bar:
-            n = node.get(m.file_id.hex(), dest, args.offset or 0, args.length, bar)
-        out.doc({"hash": m.file_id.hex(), "dest": str(dest), "bytes": n})
+            if kind == "into":
+                with writing_into(target) as f:
+                    n = node.get(m.file_id.hex(), f, args.offset or 0, args.length, bar)
+            else:
+                check_output_file(target)
+                n = node.get(m.file_id.hex(), target, args.offset or 0, args.length, bar)
+        out.doc({"hash": m.file_id.hex(), "dest": shown_path(dest), "bytes": n})
     return 0
+
+
+def _get_tree(node: Engine, args: argparse.Namespace, out: Output) -> int:
+    """get -r PREFIX DESTDIR: every name under PREFIX ("" for all) into DESTDIR."""
+    if not args.dest or args.dest == "-":
+        raise UsageError("get -r needs a destination folder")
+    if args.ref.strip("/") in ("", "."):  # the empty prefix: every name
+        prefix, entries = "", node.ls("")
+    else:
+        prefix, entries = check_name(args.ref), node.names_under(args.ref)
+    if not entries:
+        raise NotFoundError(f"no names under {args.ref}")
+    dest = Path(args.dest)
+    check_output_folder(dest)
+    plan = _plan_tree(dest, [(e.file_id.hex(), name_path(e.name[len(prefix):].lstrip("/")
+                                                          or Path(e.name).name)) for e in entries])
+    with out.progress(sum(e.size for e in entries), "get") as bar:
+        node.get_many([(h, t) for h, kind, t in plan if kind == "replace"], bar)
+        for h, kind, t in plan:
+            if kind == "into":
+                with writing_into(t) as f:
+                    node.get(h, f, progress=bar)
+    out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
+    return 0
+
+
+def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str, Path]]:
+    """(hash, how, path) for each (hash, relative path) a tree restore writes, checked
+    before anything is written: no path leads out of `dest` through a symlink already
+    inside it, and no two files land on the same file (UsageError naming the path)."""
+    root = os.path.realpath(dest)
+    seen: dict[str, Path] = {}
+    plan = []
+    for h, rel in items:
+        p = dest / rel
+        real = os.path.realpath(p)
+        if os.path.commonpath([root, real]) != root:
+            link = next((q for q in (dest / Path(*Path(rel).parts[:i + 1])
+                                     for i in range(len(Path(rel).parts))) if q.is_symlink()), p)
+            raise UsageError(f"{shown_path(link)} is a symlink leading out of {shown_path(dest)}"
+                             " (nothing was written)")
+        if real in seen:
+            raise UsageError(f"{shown_path(seen[real])} and {shown_path(p)} are the same file"
+                             " through a symlink (nothing was written)")
+        seen[real] = p
+        kind, target = output_target(p)
+        plan.append((h, kind, target if kind == "into" else Path(real)))
+    return plan
 
 
 def _is_hash(ref: str) -> bool:
@@ -303,8 +398,12 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
             bad = len(sc.missing) + len(sc.corrupt) + len(sc.unreachable)
             out.line(f"checked {sc.checked} stored objects, {format_size(sc.bytes)}: "
                      + ("OK" if not bad else f"{bad} problems (queued for `mosaic repair`)"))
-            doc["backends"] = sc.__dict__
-            problems += bad
+            with node.index.read() as txn:  # bad copies found earlier and not yet repaired
+                queued = sum(1 for _ in node.index.iter_repairs(txn))
+            if queued and not bad:
+                out.line(f"{queued} copies found bad earlier still await `mosaic repair`")
+            doc["backends"] = {**sc.__dict__, "repairs_queued": queued}
+            problems += bad or queued
     doc["ok"] = not problems
     out.doc(doc)
     return 0 if not problems else 3
@@ -313,13 +412,20 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
     """mosaic export [REF...|--all] [-o FILE]"""
     from ..store.transfer import export
-    if args.output and args.output != "-":
-        check_output_file(Path(args.output))
+    kind, target = "-", Path("-")
+    if args.output and args.output != "-":  # a device or FIFO is written into, as by get
+        kind, target = output_target(Path(args.output))
+        if kind == "replace":
+            check_output_file(target)
     with open_node(args) as node:
         fids = _fids(node, args.refs, args.all)
         text = export(node.store, None if fids is None else [f.hex() for f in fids])
-    if args.output and args.output != "-":
-        write_atomically(Path(args.output), iter([text.encode("utf-8")]))
+    if kind != "-":
+        if kind == "into":
+            with writing_into(target) as f:
+                f.write(text.encode("utf-8"))
+        else:
+            write_atomically(target, iter([text.encode("utf-8")]))
         out.info(f"exported to {args.output}")
     else:
         sys.stdout.write(text)
@@ -367,7 +473,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("get", help="write a file's exact bytes to DEST or stdout")
     p.add_argument("ref", metavar="HASH|NAME")
     p.add_argument("dest", nargs="?", metavar="DEST|-")
-    p.add_argument("-r", "--recursive", action="store_true", help="restore every name under a prefix")
+    p.add_argument("-r", "--recursive", action="store_true", help='restore every name under a prefix ("" for all)')
     p.add_argument("--offset", type=nonneg_int, default=0)
     p.add_argument("--length", type=nonneg_int, default=None)
     p.set_defaults(func=cmd_get)

@@ -3,15 +3,21 @@ never sees half a file and a failure leaves nothing behind (atomic.TempFile: the
 destination is replaced, never opened, so a symlink there is not followed).
 
 Restored files are not fsynced (like `cp`): a restore that returned is complete
-for every reader, and one cut by a crash is simply run again."""
+for every reader, and one cut by a crash is simply run again.
+
+`writing_into` is the other way, for a destination that is not a regular file (a
+device such as /dev/null, a FIFO): like `cp`, it is opened and written into, never
+replaced by a regular file."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import StorageError, UsageError
 from .atomic import TempFile
@@ -53,6 +59,29 @@ def _replacing(dest: str) -> Iterator[int]:
         with TempFile.beside(dest, 0o666) as t:
             yield t.fd
             t.commit(dest, durable=False)
+    except OSError as e:
+        raise _write_error(dest, e) from None
+
+
+@contextlib.contextmanager
+def writing_into(dest: str | Path) -> Iterator[BinaryIO]:
+    """An existing device or FIFO at `dest`, opened for writing (no O_CREAT: nothing new
+    is made), as a buffered binary stream; OS errors become one-line Mosaic errors.
+
+    Opening a FIFO waits for a reader, as `cp` does. A regular file found there instead
+    (the destination changed since it was looked at) is refused: those are replaced
+    atomically (`write_atomically`), never written in place.
+    """
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _write_error(dest, e) from None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError(f"{dest} changed while it was being written (now a regular file)")
+        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+            yield f
     except OSError as e:
         raise _write_error(dest, e) from None
 
