@@ -12,7 +12,7 @@ from pathlib import Path
 from ..cluster.engine import Engine
 from ..errors import BackendPending, MosaicError, NotFoundError, UsageError
 from ..store.home import check_name
-from ..store.outfile import write_atomically, writing_into
+from ..store.outfile import output_target, write_atomically, writing_into
 from ..units import format_size
 from .common import (
     check_output_file,
@@ -22,7 +22,6 @@ from .common import (
     name_path,
     nonneg_int,
     open_node,
-    output_target,
     path_name,
     positive_int,
     read_input,

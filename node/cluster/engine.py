@@ -27,7 +27,13 @@ from ..store.home import Config, Home, HomeLock, check_name
 from ..store.index import Index, Manifest
 from ..store.ingest import PutResult
 from ..store.keys import Keys
-from ..store.outfile import Progress, make_folders, write_atomically
+from ..store.outfile import (
+    Progress,
+    make_folders,
+    output_target,
+    write_atomically,
+    writing_into,
+)
 from ..store.restore import (
     FileReader,
     group_small_files,
@@ -152,9 +158,19 @@ class Engine:
 
     def get(self, ref: str, dest: str | Path | BinaryIO | None = None, offset: int = 0,
             length: int | None = None, progress: Progress | None = None) -> bytes | int:
-        """Bytes of a file: returned (dest None), written to a stream, or to a path atomically."""
-        if offset == 0 and length is None and isinstance(dest, (str, Path)):
-            return self.get_to_path(self.resolve(ref), Path(dest), progress)
+        """Bytes of a file: returned (dest None), written to a stream, or to a path.
+
+        A new or regular file at the path is replaced atomically (through a symlink to a
+        regular file, its target); an existing device or FIFO is written into, as cp does.
+        """
+        if isinstance(dest, (str, Path)):
+            kind, target = output_target(Path(dest))
+            if kind == "into":
+                with writing_into(target) as stream:
+                    return self.get(ref, stream, offset, length, progress)
+            dest = target
+        if offset == 0 and length is None and isinstance(dest, Path):
+            return self.get_to_path(self.resolve(ref), dest, progress)
         chunks = self.read(ref, offset, length)
         if dest is None:
             return b"".join(chunks)

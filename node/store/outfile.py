@@ -126,3 +126,34 @@ def make_folders(folders: set[Path]) -> None:
             raise UsageError(f"a folder above {folder} exists and is not a folder") from None
         except OSError as e:
             raise StorageError(f"cannot create {folder}: {e.strerror or e}") from None
+
+
+def _shown(p: Path) -> str:
+    """A path for an error line: control characters and undecodable bytes escaped."""
+    return repr(os.fsdecode(p))[1:-1]
+
+
+def output_target(dest: Path) -> tuple[str, Path]:
+    """How a restored file is written to `dest`, as `cp` does:
+
+    ("replace", path): a new or regular file, written to a temp file renamed over `path`;
+    for a symlink to a regular file `path` is its target, so the link stays.
+    ("into", path): an existing device or FIFO (or a symlink to one), opened and written into;
+    it is never replaced by a regular file.
+    UsageError for a folder, a socket or a dangling symlink.
+    """
+    try:
+        st = dest.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        if dest.is_symlink():
+            raise UsageError(f"not writing through dangling symlink {_shown(dest)}") from None
+        return "replace", dest  # a file in the way of a folder is reported when writing
+    except OSError as e:
+        raise UsageError(f"cannot write {_shown(dest)}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{_shown(dest)} is a directory")
+    if stat.S_ISSOCK(st.st_mode):
+        raise UsageError(f"{_shown(dest)} is a socket")
+    if stat.S_ISREG(st.st_mode):
+        return "replace", Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+    return "into", dest

@@ -186,3 +186,21 @@ def test_get_r_with_the_empty_prefix_restores_every_name(node_cli: Cli, tmp_path
         got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
         assert got == files
     _all_readable(node_cli, files)
+
+
+def test_python_api_writes_into_devices_and_through_symlinks(tmp_path: Path) -> None:
+    import stat as stat_
+
+    from mosaic import Node
+
+    with Node.init(tmp_path / "h", no_passphrase=True) as node:
+        data = os.urandom(70_000)
+        node.put(data, name="x")
+        node.get("x", "/dev/null")
+        assert stat_.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device
+        target = tmp_path / "target"
+        target.write_bytes(b"old")
+        link = tmp_path / "link"
+        link.symlink_to(target)
+        node.get("x", link)
+        assert link.is_symlink() and target.read_bytes() == data
