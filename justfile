@@ -7,9 +7,13 @@ setup:
     pip install -e '.[test]'
     bash tools/install-test-deps.sh
 
-# the whole test suite
+# the whole test suite (HYPOTHESIS_PROFILE=ci for more, derandomized examples)
 test *ARGS:
     python -m pytest -q {{ARGS}}
+
+# the suite without the long end-to-end tests (@pytest.mark.slow: crash rounds, daemon clusters)
+test-fast *ARGS:
+    python -m pytest -q -m "not slow" {{ARGS}}
 
 # ruff and the import contracts of .importlinter
 lint:

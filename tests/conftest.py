@@ -3,35 +3,105 @@
 Nothing here ever touches the user's real node: the whole session runs with
 MOSAIC_HOME and XDG_DATA_HOME pointing into a temporary folder, and every CLI
 call passes --home explicitly.
+
+What keeps the suite fast without testing less:
+
+- Argon2id at libsodium's minimum cost, for tests only: in this process through the
+  autouse fixture `_weak_kdf`, in CLI subprocesses through `tests/weak_kdf_cli.py`
+  (every runner here starts `MOSAIC_CMD`, not `python -m mosaic`). The installed package
+  and its CLI always use the real cost; `tests/store/test_store.py::test_the_real_kdf_once`
+  runs it. Key files record their own KDF parameters, so either kind opens anywhere.
+- Hypothesis profiles: "dev" (the default: fewer examples) and "ci" (more examples,
+  derandomized so a CI run is reproducible), chosen with HYPOTHESIS_PROFILE (or CI=true).
+- CLI children reuse their bytecode (see `_isolated_mosaic_env`), and `node_cli` copies
+  one home `mosaic init` made for the session instead of running init per test.
+- Long end-to-end tests are marked `slow`: `just test-fast` (-m "not slow") leaves them out.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import nacl.pwhash.argon2id as argon2id
 import pytest
+from hypothesis import settings
+
+from mosaic.node.store import keys as _keys
 
 PASSPHRASE = "correct horse battery staple (mosaic tests)"
 SMALL_CHUNKS = ("--chunk-min", "1KiB", "--chunk-avg", "4KiB", "--chunk-max", "16KiB")
 CLI_TIMEOUT = 120
 
+#: the command that starts the CLI in a test's subprocess: `mosaic` with the weak test KDF
+WEAK_KDF_CLI = Path(__file__).resolve().with_name("weak_kdf_cli.py")
+MOSAIC_CMD = (sys.executable, str(WEAK_KDF_CLI))
+#: the real Argon2id cost (what `mosaic` itself seals with) and the tests' weak one
+REAL_KDF = (_keys.KDF_OPSLIMIT, _keys.KDF_MEMLIMIT)
+WEAK_KDF = (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
+
+# ---- hypothesis profiles ---------------------------------------------------------------
+# "dev": few examples, random each run. "ci": hypothesis' usual 100 (a test's own count
+# stands), derandomized so that a CI run is reproducible. HYPOTHESIS_PROFILE chooses; without
+# it, CI=true (as CI sets) means "ci", anything else "dev". A test's own
+# @settings(max_examples=N) wins over the profile; under "dev" it is also capped at
+# DEV_MAX_EXAMPLES (pytest_collection_modifyitems below).
+DEV_MAX_EXAMPLES = 25
+settings.register_profile("dev", max_examples=DEV_MAX_EXAMPLES, deadline=None)
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
+                          print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the "dev" profile, cap the example count a test sets itself at DEV_MAX_EXAMPLES."""
+    if HYPOTHESIS_PROFILE != "dev":
+        return
+    for item in items:
+        fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+        own = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if getattr(fn, "is_hypothesis_test", False) and own is not None \
+                and own.max_examples > DEV_MAX_EXAMPLES:
+            fn._hypothesis_internal_use_settings = settings(own, max_examples=DEV_MAX_EXAMPLES)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _weak_kdf() -> Iterator[None]:
+    """Argon2id at libsodium's minimum cost for every in-process test (and session fixture)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_keys, "KDF_OPSLIMIT", WEAK_KDF[0])
+        mp.setattr(_keys, "KDF_MEMLIMIT", WEAK_KDF[1])
+        yield
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_mosaic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Point every default location at a temp folder and set the test passphrase."""
+    """Point every default location at a temp folder and set the test passphrase.
+
+    Also: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines), every Python
+    child (each CLI run, daemon, moto server) would compile its modules from source again,
+    ~0.3 s per start; the children then keep their bytecode in a temp folder of this session
+    instead (PYTHONPYCACHEPREFIX), writing nothing into the source tree or the venv.
+    """
     base = tmp_path_factory.mktemp("mosaic-default-home")
-    saved = {k: os.environ.get(k) for k in
-             ("MOSAIC_HOME", "XDG_DATA_HOME", "MOSAIC_PASSPHRASE", "MOSAIC_KEY_FILE_PASSPHRASE")}
+    keys = ("MOSAIC_HOME", "XDG_DATA_HOME", "MOSAIC_PASSPHRASE", "MOSAIC_KEY_FILE_PASSPHRASE",
+            "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ["MOSAIC_HOME"] = str(base / "default-node")
     os.environ["XDG_DATA_HOME"] = str(base / "xdg")
     os.environ["MOSAIC_PASSPHRASE"] = PASSPHRASE
     os.environ.pop("MOSAIC_KEY_FILE_PASSPHRASE", None)
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        os.environ.pop("PYTHONDONTWRITEBYTECODE")
+        os.environ["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
     try:
         yield
     finally:
@@ -79,9 +149,9 @@ def mosaic_env(**extra: str | None) -> dict[str, str]:
 def run_mosaic(args: Sequence[str | os.PathLike], *, input: bytes | None = None,
                env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
                timeout: float = CLI_TIMEOUT, preexec_fn=None) -> Result:  # noqa: ANN001
-    """Run `python -m mosaic ARGS` and capture everything."""
+    """Run the CLI (`mosaic ARGS`, with the tests' weak KDF) and capture everything."""
     argv = [str(a) for a in args]
-    p = subprocess.run([sys.executable, "-m", "mosaic", *argv], input=input,
+    p = subprocess.run([*MOSAIC_CMD, *argv], input=input,
                        stdin=None if input is not None else subprocess.DEVNULL,
                        capture_output=True, env=env or mosaic_env(), cwd=cwd, timeout=timeout,
                        preexec_fn=preexec_fn)
@@ -141,8 +211,20 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "home", cwd=work)
 
 
+@pytest.fixture(scope="session")
+def _node_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One home made by `mosaic init` (small chunks, unsealed), copied for every `node_cli`."""
+    root = tmp_path_factory.mktemp("node-template")
+    Cli(root / "home", cwd=root).init()
+    return root / "home"
+
+
 @pytest.fixture
-def node_cli(cli: Cli) -> Cli:
-    """A CLI bound to an initialised, unsealed node with small chunks (1/4/16 KiB)."""
-    cli.init()
+def node_cli(cli: Cli, _node_template: Path) -> Cli:
+    """A CLI bound to an initialised, unsealed node with small chunks (1/4/16 KiB).
+
+    A copy of one home `mosaic init` made for the session (what init itself does is tested
+    on `cli`); every copy has the same key and node tag, which no test of one node sees.
+    """
+    shutil.copytree(_node_template, cli.home, ignore=shutil.ignore_patterns("lock.mdb"))
     return cli

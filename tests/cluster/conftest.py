@@ -18,7 +18,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +26,8 @@ from typing import TypeVar
 
 import pytest
 
+from tests.conftest import MOSAIC_CMD, run_mosaic
 from tests.conftest import Result as Run
-from tests.conftest import run_mosaic
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -176,7 +175,7 @@ class MosaicNode:
         t0 = time.monotonic()
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mosaic", "--home", str(self.home), "serve",
+                [*MOSAIC_CMD, "--home", str(self.home), "serve",
                  "--listen", self.addr],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=cli_env(), cwd=REPO,
                 start_new_session=True)

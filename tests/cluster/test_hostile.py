@@ -34,6 +34,8 @@ from mosaic.protocol.messages import Hello, Summary, decode_message
 
 from .conftest import HOST, Cluster, MosaicNode, parallel, wait_until
 
+pytestmark = pytest.mark.slow  # long end-to-end: `just test-fast` leaves it out
+
 CLOSE_TIMEOUT = 5.0
 
 

@@ -13,7 +13,6 @@ import os
 import random
 import secrets
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import botocore.config
 import pytest
 
 from tests.backends import _servers
-from tests.conftest import Cli, Result, mosaic_env
+from tests.conftest import MOSAIC_CMD, Cli, Result, mosaic_env
 
 REGION = "us-east-1"
 #: credentials the nodes are given for moto (moto accepts any); random per run so
@@ -281,7 +280,7 @@ def put_hashes(r: Result) -> dict[str, str]:
 
 def mosaic_argv(home: Path, *args: str) -> list[str]:
     """argv for running the CLI directly (for Popen, when a test needs the process)."""
-    return [sys.executable, "-m", "mosaic", "--home", str(home), *args]
+    return [*MOSAIC_CMD, "--home", str(home), *args]
 
 
 class Deadline:

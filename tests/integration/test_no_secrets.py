@@ -23,6 +23,8 @@ from tests.conftest import assert_one_line_error
 
 from .conftest import AWS_KEY_ID, AWS_SECRET, DavServer, Node, S3Server, mosaic_env, text_bytes
 
+pytestmark = pytest.mark.slow  # long end-to-end: `just test-fast` leaves it out
+
 TOKEN = secrets.token_hex(6)
 
 

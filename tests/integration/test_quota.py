@@ -8,9 +8,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import assert_one_line_error
 
 from .conftest import Node, b3, new_node
+
+pytestmark = pytest.mark.slow  # long end-to-end: `just test-fast` leaves it out
 
 QUOTAS = {"small": 10_000_000, "medium": 20_000_000, "large": 30_000_000}
 

@@ -16,7 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import Node, S3Server, assert_same_tree, make_tree
+
+pytestmark = pytest.mark.slow  # long end-to-end: `just test-fast` leaves it out
 
 #: a `get` of the whole tree with one endpoint frozen must finish within this
 FROZEN_GET_BUDGET = 20.0

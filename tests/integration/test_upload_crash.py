@@ -23,12 +23,16 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import Deadline, Node, S3Server, b3, mosaic_argv, mosaic_env
 
+pytestmark = pytest.mark.slow  # long end-to-end: `just test-fast` leaves it out
+
 SEED = 20240611
-WIDE = 16 << 20
-MID_UPLOAD_KILLS = 10
-MAX_ROUNDS = 12
+WIDE = 10 << 20  # ~10 packs of 1 MiB a round: enough to land kills between uploads
+MID_UPLOAD_KILLS = 6
+MAX_ROUNDS = 10
 CLEAN_EVERY = 3  # rounds between removing unacknowledged puts + gc
 
 

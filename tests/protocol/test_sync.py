@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -156,16 +155,23 @@ def test_redelivered_records_are_idempotent() -> None:
 
 
 def test_ten_thousand_manifests() -> None:
+    """10k manifests cross in linear work: each entry once, in full pages, one Pull per page.
+
+    (How long that takes is measured by the benchmarks under tools/, not asserted here.)
+    """
     rng = random.Random(9)
     a, b = Node("a"), Node("b")
     a.add_manifests(rng, 10_000)
     link = Link(a, b)  # no random splitting: measure the protocol, not the harness
-    t0 = time.process_time()  # CPU time: robust to other load on the machine
-    run([link])
-    elapsed = time.process_time() - t0
+    steps = run([link])
     assert converged(a, b) and idle(link)
     assert len(b.store.manifests) == 10_000
-    assert elapsed < 2.0, f"10k manifests took {elapsed:.2f}s of CPU"
+    pages = -(-10_000 // 1024)  # the session's default page: 1024 entries
+    assert link.sessions[0].entries_sent == 10_000 and link.sessions[1].entries_applied == 10_000
+    assert link.sessions[1].entries_sent == 0
+    assert link.sent.count((0, "Records")) == pages and link.sent.count((1, "Pull")) == pages - 1
+    assert b.store.apply_calls == pages
+    assert steps == len(link.sent) <= 2 * pages + 4  # the pages, their Pulls, Hello and Summary
 
 
 @settings(max_examples=25, deadline=None)
