@@ -5,6 +5,13 @@ hidden temp file (`.tmp-<random>`) in the target folder, fsyncs it, renames it
 over the target with `os.replace` and fsyncs the folder, so a crash leaves the
 old value or the new one, never a torn file. All blocking I/O runs in worker
 threads under a per-backend `trio.CapacityLimiter`.
+
+The root folder itself is never created implicitly: only `create_root()` (which
+`mosaic backend add` calls) makes it. While it is missing (a NAS that is not
+mounted, a removed disk) every operation raises `RootMissing`, a TransientError:
+puts are not written to the local disk in its place, and gets, stats, lists and
+deletes report the backend unreachable rather than "not found" or "empty".
+Folders below an existing root are created as needed.
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ _MISSING_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 _CHUNK = 1 << 20
 
 
+class RootMissing(TransientError):
+    """The backend's root folder does not exist (not mounted?): the backend is unreachable."""
+
+
 def _write_all(fd: int, data: memoryview) -> None:
     """Write every byte of `data` to `fd` (a module function so tests can break it)."""
     while data:
@@ -103,6 +114,26 @@ class DirBackend(Backend):
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
+    def _root_missing(self, op: str, name: str) -> RootMissing:
+        what = f"{op} {name!r}" if name else op
+        return RootMissing(f"dir {self.name}: {what}: folder {self.root} is missing "
+                           "(not mounted?)")
+
+    def _check_root(self, op: str, name: str) -> None:
+        """RootMissing unless the root folder exists (in a worker thread)."""
+        if not self.root.is_dir():
+            raise self._root_missing(op, name)
+
+    def _in_root(self, op: str, name: str, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in a worker thread; a "no such file" there while the root folder is
+        missing is RootMissing (the whole backend is away), not a missing object."""
+        try:
+            return fn(*args)
+        except OSError as e:
+            if e.errno in _MISSING_ERRNOS and not self.root.is_dir():
+                raise self._root_missing(op, name) from e
+            raise
+
     def _error(self, exc: OSError, op: str, name: str, missing_ok: bool = False) -> BackendError:
         code = exc.errno
         what = f"dir {self.name}: {op} {name!r}: {exc.strerror or exc}"
@@ -115,15 +146,17 @@ class DirBackend(Backend):
         return PermanentError(what)
 
     def _ensure_dir(self, folder: Path) -> None:
-        """Create `folder` and missing parents; fsync each new folder's parent."""
+        """Create `folder` and missing parents below the root; fsync each new folder's parent.
+
+        RootMissing if the root itself is missing: it is never created here."""
         if folder in self._known_dirs:
             return
         missing: list[Path] = []
         p = folder
         while not p.is_dir():
+            if p == self.root or p == p.parent:
+                raise self._root_missing("put", "")
             missing.append(p)
-            if p == p.parent:
-                break
             p = p.parent
         for d in reversed(missing):
             try:
@@ -229,6 +262,7 @@ class DirBackend(Backend):
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
+            self._check_root("delete", path.relative_to(self.root).as_posix())
             return
         if stat_mod.S_ISDIR(st.st_mode):
             return  # a folder is not an object: nothing to delete
@@ -240,6 +274,7 @@ class DirBackend(Backend):
 
     def _walk(self, prefix: str) -> list[tuple[str, int]]:
         """(name, size) of every object starting with `prefix`, unsorted."""
+        self._check_root("list", prefix)
         out: list[tuple[str, int]] = []
         start = folder_of(prefix)
         stack = [start]
@@ -265,6 +300,7 @@ class DirBackend(Backend):
         return out
 
     def _sweep_sync(self, older_than: float) -> int:
+        self._check_root("sweep", "")
         cutoff = time.time() - older_than
         removed = 0
         stack = [self.root]
@@ -287,13 +323,40 @@ class DirBackend(Backend):
                         continue
         return removed
 
+    def _create_root_sync(self) -> None:
+        missing: list[Path] = []
+        p = self.root
+        while not p.is_dir():
+            missing.append(p)
+            if p == p.parent:
+                break
+            p = p.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                if not d.is_dir():
+                    raise
+            if self.fsync:
+                _fsync_dir(d.parent)
+
     # -- Backend -------------------------------------------------------------
+
+    async def create_root(self) -> None:
+        """Create the root folder (and missing parents) if needed: the one place it is made.
+
+        `mosaic backend add` calls this; every other operation treats a missing root as
+        the backend being unreachable (RootMissing)."""
+        try:
+            await self._run(self._create_root_sync)
+        except OSError as e:
+            raise self._error(e, "create", "") from e
 
     async def put(self, name: str, data: bytes) -> None:
         """Write a temp file, fsync, rename over `name`, fsync the folder."""
         path = self._path(name)
         try:
-            await self._run(self._put_sync, path, data)
+            await self._run(self._in_root, "put", name, self._put_sync, path, data)
         except OSError as e:
             raise self._error(e, "put", name) from e
 
@@ -302,7 +365,8 @@ class DirBackend(Backend):
         check_range(offset, length)
         path = self._path(name)
         try:
-            return await self._run(self._get_sync, path, offset, length)
+            return await self._run(self._in_root, "get", name, self._get_sync, path, offset,
+                                   length)
         except OSError as e:
             raise self._error(e, "get", name, missing_ok=True) from e
 
@@ -310,7 +374,7 @@ class DirBackend(Backend):
         """Size of the file; NotFound if missing or a folder."""
         path = self._path(name)
         try:
-            size = await self._run(self._stat_sync, path)
+            size = await self._run(self._in_root, "stat", name, self._stat_sync, path)
         except OSError as e:
             raise self._error(e, "stat", name, missing_ok=True) from e
         return ObjectInfo(name, size)

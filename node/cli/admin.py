@@ -148,8 +148,7 @@ def _backend_options(kind: str, args: argparse.Namespace) -> dict:
         if not args.target:
             raise UsageError("backend add dir NAME PATH")
         path = Path(args.target).expanduser().resolve()
-        check_output_folder(path)
-        path.mkdir(parents=True, exist_ok=True)
+        check_output_folder(path)  # made by _check_backend (the one place a dir root is made)
         opts["path"] = str(path)
     elif kind == "s3":
         if not args.bucket:
@@ -178,23 +177,31 @@ def _backend_options(kind: str, args: argparse.Namespace) -> dict:
     return opts
 
 
-def _check_backend(kind: str, name: str, opts: dict, secrets: dict) -> None:
-    """Reach the backend once (list its packs) before recording it."""
+def _check_backend(kind: str, name: str, opts: dict, secrets: dict, key_id: str) -> tuple[str, bool]:
+    """Reach the backend once (list its packs) and claim it before recording it:
+    (backend ID, adopted). A dir backend's folder is created here and nowhere else; the
+    marker (`mosaic-backend.json`) is written unless one of this key is there already."""
     import trio
 
     from mosaic.backends import open_backend
     from mosaic.backends.errors import BackendError
 
-    async def probe() -> None:
+    from ..cloud.hub import claim_backend
+
+    async def probe() -> tuple[str, bool]:
         with trio.fail_after(60):
             b = open_backend(kind, name, opts, secrets)
             try:
+                create = getattr(b, "create_root", None)
+                if create is not None:
+                    await create()
                 await b.list("packs/")
+                return await claim_backend(b, key_id)
             finally:
                 await b.close()
 
     try:
-        trio.run(probe)
+        return trio.run(probe)
     except BackendError as e:
         raise StorageError(f"cannot reach backend {name}: {e} (use --no-check to add it anyway)") from None
     except trio.TooSlowError:
@@ -213,9 +220,11 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
             raise UsageError(f"a backend named {args.name} exists")
         opts = _backend_options(args.kind, args)
         secrets = _backend_secrets(args.kind, args)
-        if not args.no_check:
-            _check_backend(args.kind, args.name, opts, secrets)
+        adopted = False
         with open_node(args) as node:
+            if not args.no_check:  # with --no-check: no marker, so the backend is used unchecked
+                opts["backend_id"], adopted = _check_backend(args.kind, args.name, opts, secrets,
+                                                             node.keys.key_id)
             if secrets:
                 from ..cloud.credentials import load_secrets, save_secrets
                 allsec = load_secrets(node.home, node.keys)
@@ -223,9 +232,12 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
                 save_secrets(node.home, node.keys, allsec)
         cfg = replace(cfg, backends=(*cfg.backends, BackendConfig(args.name, args.kind, opts)))
         h.write_config(cfg)
-        out.line(f"added {args.kind} backend {args.name}")
+        ident = (f" (backend id {opts['backend_id']}, {'adopted' if adopted else 'new'})"
+                 if "backend_id" in opts else " (not checked: no identity marker)")
+        out.line(f"added {args.kind} backend {args.name}{ident}")
         out.doc({"added": args.name, "kind": args.kind, "options": opts,
-                 "secrets": sorted(secrets)})
+                 "secrets": sorted(secrets), "backend_id": opts.get("backend_id"),
+                 "adopted": adopted})
         return 0
     if args.action in ("rm", "drain"):
         if not any(b.name == args.name for b in cfg.backends):

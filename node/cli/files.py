@@ -398,8 +398,12 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
             out.line(f"checked {sc.checked} stored objects, {format_size(sc.bytes)}: "
                      + ("OK" if not bad else f"{bad} problems (queued for `mosaic repair`)"))
             with node.index.read() as txn:  # bad copies found earlier and not yet repaired
-                queued = sum(1 for _ in node.index.iter_repairs(txn))
+                earlier = list(node.index.iter_repairs(txn))
+            queued = len(earlier)
             if queued and not bad:
+                for p, b, reason in earlier:
+                    sys.stderr.write(f"mosaic: verify: pack {p.hex()[:16]} is {reason} on {b} "
+                                     "(found earlier, awaiting `mosaic repair`)\n")
                 out.line(f"{queued} copies found bad earlier still await `mosaic repair`")
             doc["backends"] = {**sc.__dict__, "repairs_queued": queued}
             problems += bad or queued

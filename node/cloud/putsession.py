@@ -150,7 +150,8 @@ class PutSession:
                 ing.close()
                 pending = self._backend_steps(ing)
                 if pending is not None:
-                    raise BackendPending(f"stored locally, but {pending}",
+                    raise BackendPending(str(pending) if str(pending).startswith("stored locally")
+                                         else f"stored locally, but {pending}",
                                          results=[p.result() for p in self.pending])
             else:
                 ing.abort()

@@ -166,6 +166,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     ns = "t-" + uuid.uuid4().hex[:12]
     if kind == "dir":
         root = tmp_path / "store"
+        root.mkdir()  # the dir backend never creates its root itself (`backend add` does)
         h = Harness(kind, DirBackend("test-dir", root), raw_root=root)
     elif kind == "s3":
         s3: S3Env = request.getfixturevalue("s3_env")

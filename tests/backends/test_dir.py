@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import backends.dir as dirmod
+import mosaic.backends.dir as dirmod
 from mosaic.backends import NotFound, PermanentError, QuotaExceeded, TransientError
-from mosaic.backends.dir import DirBackend
+from mosaic.backends.dir import DirBackend, RootMissing
 
 
 def raw_files(root: Path) -> list[str]:
@@ -66,13 +66,28 @@ async def test_object_and_folder_cannot_share_a_name(tmp_path: Path) -> None:
         await b.get("a/b")
 
 
-async def test_missing_root_is_empty_and_created_on_put(tmp_path: Path) -> None:
+async def test_missing_root_is_unreachable_until_created(tmp_path: Path) -> None:
+    """A missing root (an unmounted NAS) is never "empty" nor "not found", and a put does
+    not make it on the local disk: only `create_root` (`backend add`) creates it."""
     root = tmp_path / "not" / "yet"
     b = DirBackend("d", root, fsync=False)
+    for call in (b.list(), b.usage(), b.get("packs/ab/cd"), b.stat("packs/ab/cd"),
+                 b.delete("packs/ab/cd"), b.sweep_temp(0), b.put("packs/ab/cd", b"x")):
+        with pytest.raises(RootMissing) as info:
+            await call
+        assert isinstance(info.value, TransientError) and "not mounted?" in str(info.value)
+    assert not (tmp_path / "not").exists()
+    await b.create_root()
+    await b.create_root()  # twice is fine
     assert await b.list() == []
-    assert (await b.usage()).objects == 0
-    await b.put("packs/ab/cd", b"x")
+    await b.put("packs/ab/cd", b"x")  # folders below the root are made as needed
     assert raw_files(root) == ["packs/ab/cd"]
+    root.rename(tmp_path / "away")  # unmounted: the folder it knew is gone too
+    with pytest.raises(RootMissing):
+        await b.put("packs/ab/ef", b"y")
+    with pytest.raises(RootMissing):
+        await b.get("packs/ab/cd")
+    assert not root.exists()
 
 
 async def test_foreign_files_are_ignored(tmp_path: Path) -> None:

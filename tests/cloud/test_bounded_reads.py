@@ -43,7 +43,7 @@ def _setup(node_factory: Callable[..., Node], monkeypatch: pytest.MonkeyPatch,
     node.put(data, name="a")
     if evict:
         trim(node.cloud, 0)
-    victim = sorted(_packs(node))[0]
+    victim = max(_packs(node).items(), key=lambda kv: (kv[1].size, kv[0]))[0]  # a full pack
     _backend_file(node, "d0", victim).write_bytes(os.urandom(BIG))
     backend = node.cloud.hub.backends["d0"]
     real = backend.get
@@ -87,7 +87,7 @@ def test_warm_fails_cleanly_when_only_oversized_copies_remain(node_factory, monk
 
 def test_scrub_reports_an_oversized_copy_as_corrupt(node_factory, monkeypatch) -> None:
     node, data, victim, asked = _setup(node_factory, monkeypatch, evict=False)
-    monkeypatch.setattr(hubmod, "READ_PIECE", 16 << 10)  # hashed in pieces as they arrive
+    monkeypatch.setattr(hubmod, "READ_PIECE", 4 << 10)  # hashed in pieces as they arrive
     rep = scrub(node.cloud)
     assert rep.corrupt == [(victim.hex(), "d0")] and not rep.missing
     _bounded(asked, _packs(node)[victim].size)

@@ -45,6 +45,7 @@ def helper_threads() -> tuple[int, int]:
 
 
 def dir_backend(path: Path) -> tuple[BackendConfig, ...]:
+    path.mkdir(parents=True, exist_ok=True)  # a dir backend's root exists (backend add makes it)
     return (BackendConfig("nas", "dir", {"path": str(path)}),)
 
 

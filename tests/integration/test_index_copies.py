@@ -79,6 +79,8 @@ def api_node(home: Path, backends: dict[str, Path], key_file: Path | None = None
     """A node home (created if missing) with these dir backends, opened through the API."""
     if not home.exists():
         Api.init(home, no_passphrase=True, key_file=key_file, pack_size=1 << 20).close()
+    for p in backends.values():
+        p.mkdir(parents=True, exist_ok=True)  # a dir backend's root exists (backend add makes it)
     with Api.open(home) as n:
         cfg = n.config
         n.home.write_config(replace(cfg, backends=tuple(

@@ -134,7 +134,7 @@ def test_small_files_cost_few_puts(node: Node, proxied_s3, tmp_path: Path) -> No
     assert len(r.text.splitlines()) == N_FILES
     assert node.pending_uploads() == 0
 
-    objects = direct.objects()
+    objects = {k: v for k, v in direct.objects().items() if k != "mosaic-backend.json"}
     stored = sum(objects.values())
     puts = proxy.counts["PUT"]
     print(f"{N_FILES} files, {tree.size / MiB:.1f} MiB of files, {stored / MiB:.1f} MiB stored in "
