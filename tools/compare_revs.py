@@ -433,7 +433,8 @@ def one_unit(case: Case, rev: Rev, run: int, args: argparse.Namespace, unit_dir:
     rflag = ["-r"] if case.recursive else []
     for rel in case.puts:
         nbytes = sum(f.stat().st_size for f in regular_files(args.corpus / rel))
-        m = record("put", rel, nbytes, [rev.mosaic, "-q", "put", *rflag, rel])
+        # --name: both revisions record the same names, whatever their default for a tree
+        m = record("put", rel, nbytes, [rev.mosaic, "-q", "put", *rflag, rel, "--name", rel])
         if m.rc != 0:
             return out, info
     dest = dest_root / Path(case.restore).name
