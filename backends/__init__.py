@@ -27,7 +27,6 @@ from .errors import (
     QuotaExceeded,
     TransientError,
 )
-from .retry import RetryingBackend
 
 __all__ = [
     "KINDS",
@@ -171,4 +170,15 @@ def open_backend(
     except (TypeError, ValueError) as e:
         # constructor messages name options, never secret values
         raise ConfigError(f"{kind} backend {name!r}: {e}") from None
-    return RetryingBackend(backend) if retry else backend
+    if not retry:
+        return backend
+    from .retry import RetryingBackend  # trio, loaded only when a backend is opened
+    return RetryingBackend(backend)
+
+
+def __getattr__(name: str) -> Any:
+    """`RetryingBackend` on first use (it loads trio, which naming errors does not need)."""
+    if name == "RetryingBackend":
+        from .retry import RetryingBackend
+        return RetryingBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

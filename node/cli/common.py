@@ -12,6 +12,7 @@ import errno
 import getpass
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -241,9 +242,12 @@ def path_name(path: str | bytes | os.PathLike) -> str:
     return "".join(out)
 
 
+_ESCAPED = re.compile(f"[{chr(_ESC)}-{chr(_ESC + 0xFF)}]")
+
+
 def name_path(name: str) -> str:
     """The file system path (str, surrogateescape) for a name: `path_name` undone."""
-    if not any(_ESC <= ord(ch) <= _ESC + 0xFF for ch in name):
+    if not _ESCAPED.search(name):  # the common case, at C speed
         return name
     buf = bytearray()
     for ch in name:

@@ -224,11 +224,18 @@ def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str,
     before anything is written: no path leads out of `dest` through a symlink already
     inside it, and no two files land on the same file (UsageError naming the path)."""
     root = os.path.realpath(dest)
+    real_dirs: dict[str, str] = {"": root}  # each folder resolved once, not once per file
     seen: dict[str, Path] = {}
     plan = []
     for h, rel in items:
         p = dest / rel
-        real = os.path.realpath(p)
+        parent, leaf = os.path.split(rel)
+        real_parent = real_dirs.get(parent)
+        if real_parent is None:
+            real_parent = real_dirs[parent] = os.path.realpath(dest / parent)
+        real = os.path.join(real_parent, leaf)
+        if os.path.islink(real):
+            real = os.path.realpath(real)
         if os.path.commonpath([root, real]) != root:
             link = next((q for q in (dest / Path(*Path(rel).parts[:i + 1])
                                      for i in range(len(Path(rel).parts))) if q.is_symlink()), p)

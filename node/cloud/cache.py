@@ -12,7 +12,7 @@ from ..store.home import HomeLock
 from ..store.index import PackRecord
 from ..store.packs import parse_pack
 from ..units import parse_hash
-from .hub import pack_object_name
+from .objects import pack_object_name
 
 if TYPE_CHECKING:
     import lmdb

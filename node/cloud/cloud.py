@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from mosaic.backends.errors import BackendError, NotFound
 
@@ -22,8 +23,11 @@ from ..store.keys import Keys
 from ..store.packs import LocalPacks
 from ..store.store import Store
 from .credentials import load_secrets
-from .hub import BackendHub
 from .placement import BackendSpace
+
+if TYPE_CHECKING:
+    from .hub import BackendHub
+
 
 log = logging.getLogger("mosaic")
 
@@ -85,6 +89,7 @@ class Cloud:
                 if self._hub is None:
                     if self._given_hub:
                         raise StorageError("the backends were closed")
+                    from .hub import BackendHub  # trio only where backends are used
                     self._hub = BackendHub(self.store.config.backends,
                                            load_secrets(self.store.home, self.store.keys))
                     self._own_hub = True

@@ -14,7 +14,7 @@ from mosaic.backends.errors import BackendError
 from ..store.home import HomeLock
 from ..store.index import ChunkRecord, PackRecord
 from ..store.packs import PackWriter
-from .hub import pack_object_name
+from .objects import pack_object_name
 from .repair import good_copy
 
 if TYPE_CHECKING:

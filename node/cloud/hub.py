@@ -45,16 +45,15 @@ from mosaic.backends.base import ObjectInfo, Usage
 from mosaic.backends.errors import BackendError, NotFound, TransientError
 from mosaic.backends.retry import RetryingBackend
 
-from ..errors import IntegrityError, StorageError, UsageError
+from ..errors import StorageError, UsageError
 from ..store.home import BackendConfig
-from ..store.store import MAX_PACK
+from .objects import UNKNOWN_SIZE_LIMIT, CorruptCopy, pack_object_name  # noqa: F401
 
 T = TypeVar("T")
 FAILURE_PENALTY_S = 30.0  # a failed read ranks its backend behind every working one
 CLOSE_TIMEOUT_S = 10.0
 THREAD_NAME = "mosaic-backends"  # also the OS thread name (/proc/PID/task/TID/comm)
 READ_PIECE = 16 << 20  # a whole object is read (and hashed) in ranged pieces of about this size
-UNKNOWN_SIZE_LIMIT = MAX_PACK + (64 << 20)  # the most read of an object whose size is unknown
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +68,8 @@ _in_loop_lock = threading.Lock()
 _in_loop_hubs = 0  # hubs open on a caller's trio loop in this process right now
 
 
-def pack_object_name(pid: bytes) -> str:
-    """The object name of a pack on a backend: `packs/ab/abcdef...`."""
-    h = pid.hex()
-    return f"packs/{h[:2]}/{h}"
-
-
 class HubClosed(BackendError):
     """The hub was closed (or is closing) before or during the call."""
-
-
-class CorruptCopy(IntegrityError):
-    """A backend's copy is not what the index expects: the wrong size, or not its ID.
-
-    Reported like any corrupt copy (queued for repair); a copy larger than expected is
-    refused after reading at most the expected size plus one byte."""
 
 
 async def _read_whole(backend: Backend, name: str, expected: int,

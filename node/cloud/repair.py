@@ -14,7 +14,7 @@ from ..errors import StorageError
 from ..store.home import HomeLock
 from ..store.index import LOCAL
 from ..store.packs import pack_id_of
-from .hub import UNKNOWN_SIZE_LIMIT, CorruptCopy, pack_object_name
+from .objects import UNKNOWN_SIZE_LIMIT, CorruptCopy, pack_object_name
 from .placement import BackendSpace, choose
 
 if TYPE_CHECKING:

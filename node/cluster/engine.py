@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..cloud.cache import warm
 from ..cloud.cloud import Cloud
 from ..cloud.gc import GcReport, gc
-from ..cloud.hub import BackendHub
 from ..cloud.indexlog import compact, save_changes
 from ..cloud.placement import BackendSpace
 from ..cloud.putsession import PutSession
@@ -47,6 +46,10 @@ from ..store.transfer import export, import_
 from ..store.verify import VerifyReport, file_stat, verify
 from ..units import is_hash, parse_hash
 from . import replica
+
+if TYPE_CHECKING:
+    from ..cloud.hub import BackendHub
+
 
 log = logging.getLogger("mosaic")
 SMALL_RESTORE = 4 << 20  # files up to this size are restored in groups
