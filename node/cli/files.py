@@ -225,6 +225,7 @@ def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str,
     inside it, and no two files land on the same file (UsageError naming the path)."""
     root = os.path.realpath(dest)
     real_dirs: dict[str, str] = {"": root}  # each folder resolved once, not once per file
+    existing: dict[str, bool] = {"": os.path.isdir(root)}
     seen: dict[str, Path] = {}
     plan = []
     for h, rel in items:
@@ -233,7 +234,16 @@ def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str,
         real_parent = real_dirs.get(parent)
         if real_parent is None:
             real_parent = real_dirs[parent] = os.path.realpath(dest / parent)
+            existing[parent] = os.path.isdir(real_parent)
         real = os.path.join(real_parent, leaf)
+        if not existing[parent] and real_parent.startswith(root + os.sep):
+            # a folder the restore makes, inside DESTDIR: nothing in it can be in the way
+            if real in seen:
+                raise UsageError(f"{shown_path(seen[real])} and {shown_path(p)} are the same "
+                                 "file (nothing was written)")
+            seen[real] = p
+            plan.append((h, "replace", Path(real)))
+            continue
         if os.path.islink(real):
             real = os.path.realpath(real)
         if os.path.commonpath([root, real]) != root:
