@@ -151,12 +151,22 @@ class DirBackend(Backend):
         RootMissing if the root itself is missing: it is never created here."""
         if folder in self._known_dirs:
             return
+        self._make_dirs(folder, below_root=True)
+        self._known_dirs.add(folder)
+
+    def _make_dirs(self, folder: Path, below_root: bool) -> None:
+        """Create `folder` and its missing parents, fsyncing each new folder's parent;
+        with `below_root`, RootMissing rather than creating the root or anything above it."""
         missing: list[Path] = []
         p = folder
         while not p.is_dir():
-            if p == self.root or p == p.parent:
+            if below_root and p == self.root:
                 raise self._root_missing("put", "")
             missing.append(p)
+            if p == p.parent:
+                if below_root:
+                    raise self._root_missing("put", "")
+                break
             p = p.parent
         for d in reversed(missing):
             try:
@@ -166,7 +176,6 @@ class DirBackend(Backend):
                     raise
             if self.fsync:
                 _fsync_dir(d.parent)
-        self._known_dirs.add(folder)
 
     # -- blocking implementations (worker threads) ---------------------------
 
@@ -324,21 +333,7 @@ class DirBackend(Backend):
         return removed
 
     def _create_root_sync(self) -> None:
-        missing: list[Path] = []
-        p = self.root
-        while not p.is_dir():
-            missing.append(p)
-            if p == p.parent:
-                break
-            p = p.parent
-        for d in reversed(missing):
-            try:
-                d.mkdir()
-            except FileExistsError:
-                if not d.is_dir():
-                    raise
-            if self.fsync:
-                _fsync_dir(d.parent)
+        self._make_dirs(self.root, below_root=False)
 
     # -- Backend -------------------------------------------------------------
 

@@ -17,11 +17,7 @@ from typing import TYPE_CHECKING
 from mosaic.backends.errors import BackendError, NotFound
 
 from ..errors import StorageError
-from ..store.home import Config, Home
-from ..store.index import Index
-from ..store.keys import Keys
-from ..store.packs import LocalPacks
-from ..store.store import Store
+from ..store.store import Store, StoreParts
 from .credentials import load_secrets
 from .placement import BackendSpace
 
@@ -37,7 +33,7 @@ def _quota(options: dict) -> int | None:
     return int(q) if q else None
 
 
-class Cloud:
+class Cloud(StoreParts):
     """The fan-out layer over one store. Closing it stops the hub it started, not the store
     (nor a hub it was given: its opener closes that)."""
 
@@ -48,27 +44,6 @@ class Cloud:
         self._given_hub = hub is not None
         self._hub_lock = threading.Lock()
         store.remote = self
-
-    # the store's parts, as the cloud modules use them
-    @property
-    def index(self) -> Index:
-        return self.store.index
-
-    @property
-    def local(self) -> LocalPacks:
-        return self.store.local
-
-    @property
-    def keys(self) -> Keys:
-        return self.store.keys
-
-    @property
-    def home(self) -> Home:
-        return self.store.home
-
-    @property
-    def config(self) -> Config:
-        return self.store.config
 
     def close(self) -> None:
         """Stop the backend hub if this cloud started it."""

@@ -22,10 +22,9 @@ from ..cloud.indexlog import compact, save_changes
 from ..cloud.placement import BackendSpace
 from ..cloud.putsession import PutSession
 from ..errors import NotFoundError, UsageError
-from ..store.home import Config, Home, HomeLock, check_name
-from ..store.index import Index, Manifest
+from ..store.home import HomeLock, check_name
+from ..store.index import Manifest
 from ..store.ingest import PutResult
-from ..store.keys import Keys
 from ..store.outfile import (
     Progress,
     make_folders,
@@ -41,7 +40,7 @@ from ..store.restore import (
     restore_into,
     restore_small_files,
 )
-from ..store.store import Store
+from ..store.store import Store, StoreParts
 from ..store.transfer import export, import_
 from ..store.verify import VerifyReport, file_stat, verify
 from ..units import is_hash, parse_hash
@@ -64,7 +63,7 @@ class NameEntry:
     size: int
 
 
-class Engine:
+class Engine(StoreParts):
     """A node opened on its home folder: store, cloud and replication together.
 
     Use as a context manager or call close().
@@ -103,26 +102,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def home(self) -> Home:
-        """The node's home folder."""
-        return self.store.home
-
-    @property
-    def config(self) -> Config:
-        """The node's settings (config.toml)."""
-        return self.store.config
-
-    @property
-    def keys(self) -> Keys:
-        """The keys derived from the master key (never printed)."""
-        return self.store.keys
-
-    @property
-    def index(self) -> Index:
-        """The LMDB index."""
-        return self.store.index
 
     @property
     def hub(self) -> BackendHub | None:

@@ -86,6 +86,12 @@ def authenticate(enc_key: bytes, cid: bytes, blob: bytes | memoryview, where: st
     chunk ID and the header, so an object that authenticates is the one that was
     sealed for `cid` (under this node's key). Raises IntegrityError otherwise.
     """
+    _open(enc_key, cid, blob, where)
+
+
+def _open(enc_key: bytes, cid: bytes, blob: bytes | memoryview, where: str
+          ) -> tuple[int, bytes, str]:
+    """(compression, authenticated payload, label for errors) of one stored object."""
     blob = memoryview(blob)
     label = f"chunk {cid.hex()[:16]}" + (f" from {where}" if where else "")
     if len(blob) < OVERHEAD:
@@ -93,7 +99,7 @@ def authenticate(enc_key: bytes, cid: bytes, blob: bytes | memoryview, where: st
     version, comp = blob[0], blob[1]
     if version != FORMAT_VERSION or comp not in (COMP_RAW, COMP_ZSTD):
         raise IntegrityError(f"{label} has an unknown format ({version}/{comp})")
-    envelope.open(enc_key, blob[2:], _aad(version, comp, cid), label)
+    return comp, envelope.open(enc_key, blob[2:], _aad(version, comp, cid), label), label
 
 
 def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
@@ -103,14 +109,7 @@ def decode(enc_key: bytes, id_key: bytes, cid: bytes, blob: bytes | memoryview,
     Raises IntegrityError (naming the chunk and `where` it came from) on any
     mismatch: a flipped byte, a truncated object, a swapped object.
     """
-    blob = memoryview(blob)
-    label = f"chunk {cid.hex()[:16]}" + (f" from {where}" if where else "")
-    if len(blob) < OVERHEAD:
-        raise IntegrityError(f"{label} is truncated")
-    version, comp = blob[0], blob[1]
-    if version != FORMAT_VERSION or comp not in (COMP_RAW, COMP_ZSTD):
-        raise IntegrityError(f"{label} has an unknown format ({version}/{comp})")
-    payload = envelope.open(enc_key, blob[2:], _aad(version, comp, cid), label)
+    comp, payload, label = _open(enc_key, cid, blob, where)
     data: bytes
     if comp == COMP_ZSTD:
         try:

@@ -21,6 +21,7 @@ from .chunker import ChunkParams
 from .home import Config, Home, check_name, default_home
 from .hooks import RemoteReads
 from .index import LOCAL, Index, Manifest
+from .keys import Keys
 from .packs import LocalPacks
 
 log = logging.getLogger("mosaic")
@@ -170,3 +171,33 @@ class Store:
         """Note local reads of packs, flushed to the index at close (LRU)."""
         self._touched |= pids
 
+
+class StoreParts:
+    """The parts of `self.store` by name, for the objects built on a Store (Cloud, Engine)."""
+
+    store: Store
+
+    @property
+    def home(self) -> Home:
+        """The node's home folder."""
+        return self.store.home
+
+    @property
+    def config(self) -> Config:
+        """The node's settings (config.toml)."""
+        return self.store.config
+
+    @property
+    def keys(self) -> Keys:
+        """The keys derived from the master key (never printed)."""
+        return self.store.keys
+
+    @property
+    def index(self) -> Index:
+        """The LMDB index."""
+        return self.store.index
+
+    @property
+    def local(self) -> LocalPacks:
+        """The local pack files."""
+        return self.store.local
