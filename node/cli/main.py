@@ -12,7 +12,10 @@ from collections.abc import Callable
 from ..errors import MosaicError
 from . import admin as cli_admin
 from . import files as cli_files
+from . import mount as cli_mount
 from . import peers as cli_peers
+from . import serve as cli_serve
+from . import tokens as cli_tokens
 from .common import add_global_options, command_parsers
 from .output import Output
 
@@ -48,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_admin.register(sub)
     cli_files.register(sub)
     cli_peers.register(sub)
+    cli_serve.register(sub)
+    cli_tokens.register(sub)
+    cli_mount.register(sub)
     for cp in command_parsers(p):
         add_global_options(cp)
     return p

@@ -1,4 +1,4 @@
-"""CLI verbs for nodes on several machines: serve, id, peer, pin, status of a file."""
+"""CLI verbs for nodes on several machines: id, peer, pin."""
 
 from __future__ import annotations
 
@@ -8,30 +8,8 @@ import time
 
 from ..errors import MosaicError, NotFoundError, UsageError
 from ..store.home import HomeLock
-from .common import ask_passphrase, daemon_alive, home_of, open_node
+from .common import daemon_alive, home_of, open_node
 from .output import Output
-
-
-def cmd_serve(args: argparse.Namespace, out: Output) -> int:
-    """mosaic serve [--listen HOST:PORT]"""
-    import logging
-
-    import trio
-
-    from ..cluster import daemon
-    from ..store.keys import is_sealed, read_key_file
-    h = home_of(args)
-    pw = ask_passphrase() if is_sealed(read_key_file(h.key_path)) else None
-    level = logging.WARNING if args.quiet else logging.INFO
-    logging.getLogger().setLevel(level)
-    for hd in logging.getLogger().handlers:
-        hd.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    try:
-        daemon.split_addr(args.listen)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    trio.run(daemon.main, h.root, args.listen, pw)
-    return 0
 
 
 def cmd_id(args: argparse.Namespace, out: Output) -> int:
@@ -120,9 +98,6 @@ def cmd_pin(args: argparse.Namespace, out: Output) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the multi-node verbs to the parser."""
-    p = sub.add_parser("serve", help="run the node daemon (peers, replication, uploads)")
-    p.add_argument("--listen", default="127.0.0.1:7447", metavar="HOST:PORT")
-    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("id", help="print this node's ID")
     p.set_defaults(func=cmd_id)
     p = sub.add_parser("peer", help="add, list or remove trusted peers")

@@ -25,6 +25,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from ..store.atomic import atomic_write
 from ..store.home import HomeLock
 from ..store.store import Store
 from . import replica
+from .engine import Engine
+from .events import EventBus
 from .fetch import read_object, store_objects
 from .identity import Identity
 from .peers import Peers
@@ -163,6 +166,8 @@ class Daemon:
         # the sessions' store writes (applying records, storing fetched chunks) one at a time
         self.db_lock = trio.Lock()
         self.upload_soon = trio.Event()
+        self.events = EventBus()
+        self.engine: Engine | None = None  # the verbs, for faces served inside the daemon
 
     # ---- trust --------------------------------------------------------------
     def is_trusted(self, peer_id: bytes) -> bool:
@@ -199,6 +204,7 @@ class Daemon:
 
         self.notes.note(peer, Peers.seen_fields(connected=True))
         log.info("peer %s connected", peer.hex()[:16])
+        self.events.publish("peer", peer=peer.hex(), connected=True)
         want_send, want_recv = trio.open_memory_channel(math.inf)
         try:
             await send(session.start())
@@ -221,6 +227,7 @@ class Daemon:
             # a connection that replaced this one may be up already
             still = any(x.peer_id == peer for x in self.live.values())
             self.notes.note(peer, Peers.seen_fields(connected=still))
+            self.events.publish("peer", peer=peer.hex(), connected=still)
             with trio.CancelScope(shield=True):
                 await conn.aclose()
 
@@ -314,6 +321,8 @@ class Daemon:
         while True:
             cur = await trio.to_thread.run_sync(self.sync_store.summary)
             if cur != last:
+                if last is not None:
+                    self.events.publish("changed")
                 last = cur
                 self._changed()
             await trio.sleep(POLL_S)
@@ -363,6 +372,7 @@ class Daemon:
                     return  # shutting down; the queue keeps what was not sent
                 except Exception as e:  # logged, retried next round
                     log.warning("upload round failed: %s", e)
+                    self.events.publish("error", what="upload", message=str(e)[:300])
 
     async def keep_pins(self) -> None:
         """Fetch the packs of pinned files that are not local, at start and every PINS_S.
@@ -422,8 +432,14 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def main(home: Path, listen: str, passphrase: str | None) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
+# A face that runs inside the daemon (the HTTP face): started with `nursery.start(service,
+# daemon)`, it calls task_status.started() once it serves, and runs until cancelled.
+Service = Callable[..., Awaitable[None]]
+
+
+async def main(home: Path, listen: str, passphrase: str | None,
+               services: Sequence[Service] = ()) -> None:
+    """Run the daemon (and the faces in `services`) until SIGTERM or SIGINT."""
     host, port = split_addr(listen)
     store = await trio.to_thread.run_sync(lambda: Store.open(home, passphrase=passphrase))
     try:
@@ -438,8 +454,9 @@ async def main(home: Path, listen: str, passphrase: str | None) -> None:
                 cloud = Cloud(store, hub=hub)
                 try:
                     d = Daemon(cloud, identity, (host, port))
+                    d.engine = Engine(store, cloud)
                     try:
-                        await _serve(d, hub)
+                        await _serve(d, hub, services)
                     finally:
                         with trio.CancelScope(shield=True):
                             await d.notes.flush()
@@ -450,7 +467,7 @@ async def main(home: Path, listen: str, passphrase: str | None) -> None:
             await trio.to_thread.run_sync(_shut, store)
 
 
-async def _serve(d: Daemon, hub: BackendHub) -> None:
+async def _serve(d: Daemon, hub: BackendHub, services: Sequence[Service] = ()) -> None:
     """The daemon's tasks, until a signal."""
     from .transport import serve
     host, port = d.listen
@@ -464,6 +481,8 @@ async def _serve(d: Daemon, hub: BackendHub) -> None:
             n.start_soon(d.dial)
             n.start_soon(d.uploads)
             n.start_soon(d.keep_pins)
+            for service in services:
+                await n.start(service, d)
             await d.write_state(True)
             log.info("ready: node %s listening on %s:%d", d.identity.node_id_str, host, bound[1])
             async for sig in signals:

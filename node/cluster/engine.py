@@ -42,6 +42,7 @@ from ..store.restore import (
 )
 from ..store.store import Store, StoreParts
 from ..store.transfer import export, import_
+from ..store.tree import Child, list_level, make_folder, remove_folder
 from ..store.verify import VerifyReport, file_stat, verify
 from ..units import is_hash, parse_hash
 from . import replica
@@ -69,10 +70,10 @@ class Engine(StoreParts):
     Use as a context manager or call close().
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, cloud: Cloud | None = None):
         self.store = store
         replica.install(store.index)
-        self.cloud = Cloud(store)
+        self.cloud = cloud if cloud is not None else Cloud(store)
 
     # ---- lifecycle ---------------------------------------------------------
     @classmethod
@@ -229,6 +230,21 @@ class Engine(StoreParts):
                 m = self.index.get_manifest(fid, txn)
                 out.append(NameEntry(name, fid, m.size if m else -1))
         return out
+
+    def list_folder(self, folder: str = "", after: str = "", limit: int = 1000
+                    ) -> tuple[list[Child], str | None]:
+        """One page of a folder's files and sub-folders, and the cursor of the next page."""
+        return list_level(self.index, folder, after, limit)
+
+    def mkdir(self, path: str) -> bool:
+        """Make an empty folder (kept until rmdir); False if it existed."""
+        with HomeLock(self.home, exclusive=False):
+            return make_folder(self.index, path)
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty folder."""
+        with HomeLock(self.home, exclusive=False):
+            remove_folder(self.index, path)
 
     def names_under(self, prefix: str) -> list[NameEntry]:
         """Names equal to `prefix` or inside it as a folder."""

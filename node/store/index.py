@@ -165,11 +165,13 @@ class Index:
               "repairs", "events", "journal",
               # replication (cluster/replica.py): empty until the node has had a peer
               "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have",
-              "wantedby", "namewait")
+              "wantedby", "namewait",
+              # empty folders (store/tree.py), HTTP tokens (cluster/tokens.py), gc marks (cloud/gc.py)
+              "folders", "tokens", "gcmarks")
 
     def __init__(self, path: Path):
         try:
-            self.env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=32, subdir=True,
+            self.env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=48, subdir=True,
                                  lock=True, metasync=True, sync=True, max_readers=256,
                                  readahead=False)
         except lmdb.Error as e:
@@ -310,11 +312,11 @@ class Index:
         no = self.names.get(t, name)
         return self._file_id(t, no) if no is not None else None
 
-    def iter_names(self, prefix: str = "", txn: lmdb.Transaction | None = None
+    def iter_names(self, prefix: str = "", txn: lmdb.Transaction | None = None, start: str = ""
                    ) -> Iterator[tuple[str, bytes]]:
-        """(name, file_id) for names starting with `prefix`, sorted."""
+        """(name, file_id) for names starting with `prefix` (from `start` on), sorted."""
         t = txn or self.read()
-        for name, no in self.names.iter(t, prefix):
+        for name, no in self.names.iter(t, prefix, start):
             fid = self._file_id(t, no)
             if fid is not None:
                 yield name, fid

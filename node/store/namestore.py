@@ -100,15 +100,16 @@ class NameStore:
             i = j
         return out
 
-    def iter(self, txn: lmdb.Transaction, prefix: str = "") -> Iterator[Entry]:
-        """(name, file_id) for names starting with `prefix`, in order."""
+    def iter(self, txn: lmdb.Transaction, prefix: str = "", start: str = "") -> Iterator[Entry]:
+        """(name, file_id) for names starting with `prefix` and not below `start`, in order."""
+        first = max(prefix, start)
         cur = txn.cursor(db=self.db)
-        bkey = self._find(cur, prefix.encode("utf-8"))
+        bkey = self._find(cur, first.encode("utf-8"))
         if bkey is None:
             return
         while True:
             for name, fid in _decode(cur.value()):
-                if name < prefix:
+                if name < first:
                     continue
                 if not name.startswith(prefix):
                     return

@@ -1,0 +1,164 @@
+"""The name directory seen as folders: one level at a time, paginated, and empty folders.
+
+Names are flat paths (`a/b/c.txt`); a folder exists while a name lies under it or
+while it has a record in the `folders` table (made by mkdir, kept until rmdir).
+Listing one level walks the sorted names and jumps over each sub-folder's
+contents, so a folder of 100,000 files costs one page, not the whole tree.
+Folder records are local to the node (they are not replicated).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lmdb
+
+from ..errors import NotFoundError, UsageError
+from .home import check_name
+from .index import Index
+
+# The code point after "/": names under "sub/" all sort before base + "sub0".
+_AFTER_SLASH = chr(ord("/") + 1)
+
+
+@dataclass(frozen=True)
+class Child:
+    """One entry of a folder: a file (with its ID) or a sub-folder (file_id None)."""
+
+    name: str          # the last path component
+    path: str          # the full name
+    file_id: bytes | None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.file_id is None
+
+    @property
+    def key(self) -> str:
+        """The order of a listing (the names' order: a folder sorts as `name/`); the cursor."""
+        return self.name + "/" if self.file_id is None else self.name
+
+
+def _base(folder: str) -> str:
+    folder = folder.strip("/")
+    return check_name(folder) + "/" if folder else ""
+
+
+def _start(base: str, after: str) -> str:
+    """The first name a page that follows the entry keyed `after` may hold."""
+    if not after:
+        return base
+    if after.endswith("/"):  # past the whole sub-folder
+        return base + after[:-1] + _AFTER_SLASH
+    return base + after + "\0"
+
+
+def _from_names(index: Index, txn: lmdb.Transaction, base: str, after: str) -> Iterator[Child]:
+    start = _start(base, after)
+    while True:
+        jumped = False
+        for name, fid in index.iter_names(base, txn, start=start):
+            rest = name[len(base):]
+            cut = rest.find("/")
+            if cut < 0:
+                yield Child(rest, name, fid)
+                continue
+            sub = rest[:cut]
+            yield Child(sub, base + sub, None)
+            start = base + sub + _AFTER_SLASH
+            jumped = True
+            break
+        if not jumped:
+            return
+
+
+def _from_records(index: Index, txn: lmdb.Transaction, base: str, after: str) -> Iterator[Child]:
+    cur = txn.cursor(db=index.db["folders"])
+    start = _start(base, after).encode("utf-8")
+    if not cur.set_range(start):
+        return
+    while True:
+        path = cur.key().decode("utf-8")
+        if not path.startswith(base):
+            return
+        sub = path[len(base):].split("/", 1)[0]
+        yield Child(sub, base + sub, None)
+        if not cur.set_range((base + sub + _AFTER_SLASH).encode("utf-8")):
+            return
+
+
+def list_level(index: Index, folder: str = "", after: str = "", limit: int = 1000,
+               txn: lmdb.Transaction | None = None) -> tuple[list[Child], str | None]:
+    """One page of `folder`'s entries in the names' order, starting after the cursor `after`.
+
+    Returns (entries, cursor): pass the cursor as `after` for the next page; None at
+    the end. A folder that does not exist raises NotFoundError (the root always exists).
+    """
+    base = _base(folder)
+    t = txn or index.read()
+    try:
+        merged = heapq.merge(_from_names(index, t, base, after), _from_records(index, t, base, after),
+                             key=lambda c: c.key)
+        out: list[Child] = []
+        last = None
+        for c in merged:
+            if last is not None and c.key == last.key:
+                continue  # a folder both recorded and holding names
+            if len(out) == limit:
+                return out, out[-1].key
+            out.append(c)
+            last = c
+        if not out and base and after == "" and not folder_exists(index, folder, t):
+            raise NotFoundError(f"no such folder: {folder.strip('/')}")
+        return out, None
+    finally:
+        if txn is None:
+            t.abort()
+
+
+def folder_exists(index: Index, folder: str, txn: lmdb.Transaction | None = None) -> bool:
+    """True for the root, a recorded folder, or a folder that names lie under."""
+    base = _base(folder)
+    if not base:
+        return True
+    t = txn or index.read()
+    try:
+        if next(index.iter_names(base, t), None) is not None:
+            return True
+        cur = t.cursor(db=index.db["folders"])
+        return bool(cur.set_range(base[:-1].encode("utf-8"))) and (
+            cur.key().decode("utf-8") + "/").startswith(base)
+    finally:
+        if txn is None:
+            t.abort()
+
+
+def make_folder(index: Index, path: str) -> bool:
+    """Record an empty folder (and its parents); False when it existed already."""
+    p = check_name(path.strip("/"))
+    with index.write() as txn:
+        if index.names.get(txn, p) is not None:
+            raise UsageError(f"a file has this name: {p}")
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            if index.names.get(txn, "/".join(parts[:i])) is not None:
+                raise UsageError(f"a file has this name: {'/'.join(parts[:i])}")
+        existed = folder_exists(index, p, txn)
+        txn.put(p.encode("utf-8"), b"", db=index.db["folders"])
+        return not existed
+
+
+def remove_folder(index: Index, path: str) -> None:
+    """Remove an empty folder's record; a folder with contents is refused."""
+    p = check_name(path.strip("/"))
+    with index.write() as txn:
+        base = p + "/"
+        if next(index.iter_names(base, txn), None) is not None:
+            raise UsageError(f"folder not empty: {p}")
+        cur = txn.cursor(db=index.db["folders"])
+        if cur.set_range(base.encode("utf-8")) and cur.key().decode("utf-8").startswith(base):
+            raise UsageError(f"folder not empty: {p}")
+        if not txn.delete(p.encode("utf-8"), db=index.db["folders"]):
+            raise NotFoundError(f"no such folder: {p}")

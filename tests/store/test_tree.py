@@ -1,0 +1,68 @@
+"""Folder listings one level at a time, pagination, and empty folders (store/tree.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mosaic import Node
+from mosaic.node.errors import NotFoundError, UsageError
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node.init(tmp_path / "home", no_passphrase=True)
+    yield n
+    n.close()
+
+
+def _names(entries):
+    return [(c.name, c.is_folder) for c in entries]
+
+
+def test_one_level_with_subfolders_and_pages(node):
+    for name in ["a.txt", "a/x", "a/y/z", "a0", "b/c", "c"]:
+        node.put(name.encode(), name=name)
+    entries, cur = node.list_folder("")
+    assert _names(entries) == [("a.txt", False), ("a", True), ("a0", False), ("b", True), ("c", False)]
+    assert cur is None
+    assert _names(node.list_folder("a")[0]) == [("x", False), ("y", True)]
+    first, cur = node.list_folder("", limit=2)
+    assert _names(first) == [("a.txt", False), ("a", True)] and cur == "a/"
+    rest, cur2 = node.list_folder("", after=cur, limit=10)
+    assert _names(rest) == [("a0", False), ("b", True), ("c", False)] and cur2 is None
+
+
+def test_many_names_in_one_folder_paginate(node):
+    with node.ingest() as s:
+        for i in range(1500):
+            s.put_source(b"same", f"big/f{i:05d}")
+    seen, after = [], ""
+    while True:
+        page, after = node.list_folder("big", after=after, limit=400)
+        seen += [c.name for c in page]
+        if after is None:
+            break
+    assert seen == [f"f{i:05d}" for i in range(1500)]
+
+
+def test_empty_folders(node):
+    assert node.mkdir("docs/new") is True
+    assert node.mkdir("docs/new") is False
+    assert _names(node.list_folder("")[0]) == [("docs", True)]
+    assert _names(node.list_folder("docs")[0]) == [("new", True)]
+    assert node.list_folder("docs/new")[0] == []
+    with pytest.raises(NotFoundError):
+        node.list_folder("nowhere")
+    with pytest.raises(UsageError):
+        node.rmdir("docs")  # holds docs/new
+    node.put(b"x", name="docs/new/file")
+    with pytest.raises(UsageError):
+        node.rmdir("docs/new")
+    node.rm("docs/new/file")
+    assert node.list_folder("docs/new")[0] == []  # still there: made by mkdir
+    node.rmdir("docs/new")
+    with pytest.raises(NotFoundError):
+        node.rmdir("docs/new")
+    node.put(b"f", name="file")
+    with pytest.raises(UsageError):
+        node.mkdir("file/sub")
