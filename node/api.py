@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .cluster.engine import Engine, NameEntry, PutResult, PutSession
+from .cloud.putsession import PutSession
+from .cluster.engine import Engine, NameEntry
+from .store.ingest import PutResult
 
 __all__ = ["NameEntry", "Node", "PutResult", "PutSession"]
 

@@ -227,9 +227,15 @@ def _escaped_byte(o: int) -> bool:
     return 0 < o < 0x20 or 0x7F <= o <= 0xFF
 
 
+# Characters `path_name` must escape: undecodable bytes, C0/C1 controls, DEL, U+EF00-U+EFFF.
+_NEEDS_ESCAPE = re.compile(f"[\x00-\x1f\x7f-\x9f\udc80-\udcff{chr(_ESC)}-{chr(_ESC + 0xFF)}]")
+
+
 def path_name(path: str | bytes | os.PathLike) -> str:
     """The name text for a file system path (relative, `/`-separated), losslessly (above)."""
-    text = os.fsencode(path).decode("utf-8", "surrogateescape")
+    text = path if isinstance(path, str) else os.fsencode(path).decode("utf-8", "surrogateescape")
+    if not _NEEDS_ESCAPE.search(text):  # the common case, at C speed
+        return text
     out: list[str] = []
     for ch in text:
         o = ord(ch)

@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 from ..cluster.engine import Engine
 from ..errors import BackendPending, MosaicError, NotFoundError, UsageError
@@ -29,6 +30,8 @@ from .common import (
     shown_path,
 )
 from .output import Output
+
+T = TypeVar("T")
 
 Skipped = list[dict[str, str]]  # {"path", "reason"} of each input a put left out
 
@@ -200,36 +203,37 @@ def _get_tree(node: Engine, args: argparse.Namespace, out: Output) -> int:
     if not args.dest or args.dest == "-":
         raise UsageError("get -r needs a destination folder")
     if args.ref.strip("/") in ("", "."):  # the empty prefix: every name
-        prefix, entries = "", node.ls("")
+        prefix, entries = "", node.manifests_under("")
     else:
-        prefix, entries = check_name(args.ref), node.names_under(args.ref)
+        prefix = check_name(args.ref)
+        entries = node.manifests_under(prefix, folder=True)
     if not entries:
         raise NotFoundError(f"no names under {args.ref}")
     dest = Path(args.dest)
     check_output_folder(dest)
-    plan = _plan_tree(dest, [(e.file_id.hex(), name_path(e.name[len(prefix):].lstrip("/")
-                                                          or Path(e.name).name)) for e in entries])
-    with out.progress(sum(e.size for e in entries), "get") as bar:
-        node.get_many([(h, t) for h, kind, t in plan if kind == "replace"], bar)
-        for h, kind, t in plan:
+    plan = _plan_tree(dest, [(m, name_path(name[len(prefix):].lstrip("/")
+                                           or name.rsplit("/", 1)[-1])) for name, m in entries])
+    size = sum(m.size for _, m in entries)
+    with out.progress(size, "get") as bar:
+        node.get_many([(m, t) for m, kind, t in plan if kind == "replace"], bar)
+        for m, kind, t in plan:
             if kind == "into":
-                with writing_into(t) as f:
-                    node.get(h, f, progress=bar)
-    out.doc({"files": len(entries), "bytes": sum(e.size for e in entries)})
+                with writing_into(Path(t)) as f:
+                    node.get(m.file_id.hex(), f, progress=bar)
+    out.doc({"files": len(entries), "bytes": size})
     return 0
 
 
-def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str, Path]]:
-    """(hash, how, path) for each (hash, relative path) a tree restore writes, checked
+def _plan_tree(dest: Path, items: list[tuple[T, str]]) -> list[tuple[T, str, str]]:
+    """(item, how, path) for each (item, relative path) a tree restore writes, checked
     before anything is written: no path leads out of `dest` through a symlink already
     inside it, and no two files land on the same file (UsageError naming the path)."""
     root = os.path.realpath(dest)
     real_dirs: dict[str, str] = {"": root}  # each folder resolved once, not once per file
     existing: dict[str, bool] = {"": os.path.isdir(root)}
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}  # real path -> the relative path that writes it
     plan = []
     for h, rel in items:
-        p = dest / rel
         parent, leaf = os.path.split(rel)
         real_parent = real_dirs.get(parent)
         if real_parent is None:
@@ -239,11 +243,12 @@ def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str,
         if not existing[parent] and real_parent.startswith(root + os.sep):
             # a folder the restore makes, inside DESTDIR: nothing in it can be in the way
             if real in seen:
-                raise UsageError(f"{shown_path(seen[real])} and {shown_path(p)} are the same "
-                                 "file (nothing was written)")
-            seen[real] = p
-            plan.append((h, "replace", Path(real)))
+                raise UsageError(f"{shown_path(dest / seen[real])} and {shown_path(dest / rel)} "
+                                 "are the same file (nothing was written)")
+            seen[real] = rel
+            plan.append((h, "replace", real))
             continue
+        p = dest / rel
         if os.path.islink(real):
             real = os.path.realpath(real)
         if os.path.commonpath([root, real]) != root:
@@ -252,11 +257,11 @@ def _plan_tree(dest: Path, items: list[tuple[str, str]]) -> list[tuple[str, str,
             raise UsageError(f"{shown_path(link)} is a symlink leading out of {shown_path(dest)}"
                              " (nothing was written)")
         if real in seen:
-            raise UsageError(f"{shown_path(seen[real])} and {shown_path(p)} are the same file"
-                             " through a symlink (nothing was written)")
-        seen[real] = p
+            raise UsageError(f"{shown_path(dest / seen[real])} and {shown_path(p)} are the same "
+                             "file through a symlink (nothing was written)")
+        seen[real] = rel
         kind, target = output_target(p)
-        plan.append((h, kind, target if kind == "into" else Path(real)))
+        plan.append((h, kind, str(target) if kind == "into" else real))
     return plan
 
 

@@ -20,8 +20,6 @@ from ..errors import BackendPending, CapacityError, NotFoundError, StorageError,
 from ..store.home import HomeLock, check_name
 from ..store.ingest import Ingest, PendingPut, PutResult
 from ..units import format_size
-from .gc import delete_pack_everywhere
-from .indexlog import save_changes
 from .placement import BackendSpace, choose
 from .uploads import BackgroundUploads
 
@@ -137,6 +135,7 @@ class PutSession:
             failed = e
         if self.cloud.config.backends and (ing.sealed or ing.name_changes):
             try:
+                from .indexlog import save_changes  # only with backends: loaded on use
                 save_changes(self.cloud)
             except StorageError as e:
                 failed = failed or e
@@ -162,6 +161,7 @@ class PutSession:
             ing.abort()
             self._stop_uploads()
             for pid in ing.rollback():
+                from .gc import delete_pack_everywhere
                 delete_pack_everywhere(self.cloud, pid)
             raise CapacityError(f"{e}; nothing was stored") from None
         finally:

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..cloud.cache import warm
 from ..cloud.cloud import Cloud
-from ..cloud.gc import GcReport, gc
-from ..cloud.indexlog import compact, save_changes
-from ..cloud.placement import BackendSpace
-from ..cloud.putsession import PutSession
 from ..errors import NotFoundError, UsageError
 from ..store.home import HomeLock, check_name
 from ..store.index import Manifest
-from ..store.ingest import PutResult
 from ..store.outfile import (
     Progress,
     make_folders,
@@ -41,14 +36,17 @@ from ..store.restore import (
     restore_small_files,
 )
 from ..store.store import Store, StoreParts
-from ..store.transfer import export, import_
-from ..store.tree import Child, list_level, make_folder, remove_folder
-from ..store.verify import VerifyReport, file_stat, verify
 from ..units import is_hash, parse_hash
 from . import replica
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # verbs load their modules on first use: the CLI starts fast
+    from ..cloud.gc import GcReport
     from ..cloud.hub import BackendHub
+    from ..cloud.placement import BackendSpace
+    from ..cloud.putsession import PutSession
+    from ..store.ingest import PutResult
+    from ..store.tree import Child
+    from ..store.verify import VerifyReport
 
 
 log = logging.getLogger("mosaic")
@@ -129,6 +127,7 @@ class Engine(StoreParts):
         With `wait` (the default) the session ends once every new pack is stored on
         `copies` backends; otherwise uploads stay queued (`mosaic upload` sends them).
         """
+        from ..cloud.putsession import PutSession
         return PutSession(self.cloud, progress, wait, upload_progress)
 
     # ---- get ---------------------------------------------------------------
@@ -173,18 +172,20 @@ class Engine(StoreParts):
         return write_atomically(dest, lambda fd: restore_into(self.store, m, fd, progress),
                                 folder_ready=folder_ready)
 
-    def get_many(self, items: list[tuple[str, Path]], progress: Progress | None = None) -> int:
-        """Restore many files to paths; small files go in groups to two worker threads."""
+    def get_many(self, items: list[tuple[str | Manifest, str | Path]],
+                 progress: Progress | None = None) -> int:
+        """Restore many files (refs or manifests) to paths; small files go in groups to two
+        worker threads."""
         manifests = self._resolve_many([ref for ref, _ in items])
-        dests = [Path(d) for _, d in items]
-        folders = {d.parent for d in dests}
-        existed = {f for f in folders if f.is_dir()}
+        dests = [os.fspath(d) for _, d in items]
+        folders = {os.path.dirname(d) for d in dests}
+        existed = {f for f in folders if os.path.isdir(f)}
         for d in dests:  # only folders that were there before can hold a directory in the way
-            if d.parent in existed and d.is_dir():
+            if os.path.dirname(d) in existed and os.path.isdir(d):
                 raise UsageError(f"{d} is a directory")
-        make_folders(folders - existed)
-        small = [(m, str(d)) for m, d in zip(manifests, dests, strict=True) if m.size <= SMALL_RESTORE]
-        large = [(m, d) for m, d in zip(manifests, dests, strict=True) if m.size > SMALL_RESTORE]
+        make_folders({Path(f) for f in folders - existed})
+        small = [(m, d) for m, d in zip(manifests, dests, strict=True) if m.size <= SMALL_RESTORE]
+        large = [(m, Path(d)) for m, d in zip(manifests, dests, strict=True) if m.size > SMALL_RESTORE]
         groups = group_small_files(small)
         total = 0
         with ThreadPoolExecutor(2, thread_name_prefix="mosaic-restore") as pool:
@@ -199,11 +200,14 @@ class Engine(StoreParts):
                     f.cancel()
         return total
 
-    def _resolve_many(self, refs: list[str]) -> list[Manifest]:
+    def _resolve_many(self, refs: list[str | Manifest]) -> list[Manifest]:
         """Manifests for many refs; hashes are looked up in one read transaction."""
         out: list[Manifest] = []
         with self.index.read() as txn:
             for ref in refs:
+                if isinstance(ref, Manifest):
+                    out.append(ref)
+                    continue
                 m = None
                 if len(ref) == 64 and is_hash(ref.lower()):
                     m = self.index.get_manifest(bytes.fromhex(ref.lower()), txn)
@@ -224,32 +228,44 @@ class Engine(StoreParts):
     # ---- names -------------------------------------------------------------
     def ls(self, prefix: str = "") -> list[NameEntry]:
         """Names under `prefix` (a string prefix), sorted, with file sizes."""
+        return [NameEntry(name, m.file_id, m.size) for name, m in self.manifests_under(prefix)]
+
+    def manifests_under(self, prefix: str = "", folder: bool = False) -> list[tuple[str, Manifest]]:
+        """(name, manifest) for names starting with `prefix`, sorted, in one read transaction;
+        with `folder`, only `prefix` itself and the names inside it as a folder."""
         out = []
+        inside = prefix + "/"
         with self.index.read() as txn:
             for name, fid in self.index.iter_names(prefix, txn):
+                if folder and name != prefix and not name.startswith(inside):
+                    continue
                 m = self.index.get_manifest(fid, txn)
-                out.append(NameEntry(name, fid, m.size if m else -1))
+                if m is not None:
+                    out.append((name, m))
         return out
 
     def list_folder(self, folder: str = "", after: str = "", limit: int = 1000
                     ) -> tuple[list[Child], str | None]:
         """One page of a folder's files and sub-folders, and the cursor of the next page."""
+        from ..store.tree import list_level
         return list_level(self.index, folder, after, limit)
 
     def mkdir(self, path: str) -> bool:
         """Make an empty folder (kept until rmdir); False if it existed."""
         with HomeLock(self.home, exclusive=False):
+            from ..store.tree import make_folder
             return make_folder(self.index, path)
 
     def rmdir(self, path: str) -> None:
         """Remove an empty folder."""
         with HomeLock(self.home, exclusive=False):
+            from ..store.tree import remove_folder
             remove_folder(self.index, path)
 
     def names_under(self, prefix: str) -> list[NameEntry]:
         """Names equal to `prefix` or inside it as a folder."""
-        p = check_name(prefix)
-        return [e for e in self.ls(p) if e.name == p or e.name.startswith(p + "/")]
+        return [NameEntry(name, m.file_id, m.size)
+                for name, m in self.manifests_under(check_name(prefix), folder=True)]
 
     def rm(self, ref: str) -> list[str]:
         """Remove a name (and the file once its last name is gone), or a file by hash."""
@@ -282,25 +298,30 @@ class Engine(StoreParts):
 
     def export(self, refs: list[str] | None = None) -> str:
         """The JSON manifest dump of these files (hashes or names; all if None)."""
+        from ..store.transfer import export
         return export(self.store, self._refs(refs))
 
     def import_(self, dump: str | bytes) -> dict[str, int]:
         """Load a JSON manifest dump, all or nothing; returns counts."""
+        from ..store.transfer import import_
         return import_(self.store, dump)
 
     def warm(self, refs: list[str] | None = None, progress: Progress | None = None) -> dict:
         """Make every chunk of these files (all if None) local, fetching from backends."""
         with HomeLock(self.home, exclusive=False):
+            from ..cloud.cache import warm
             return warm(self.cloud, self._refs(refs), progress)
 
     def verify(self, refs: list[str] | None = None, progress: Progress | None = None
                ) -> VerifyReport:
         """Read back and check files (all if None); returns a VerifyReport."""
         fids = None if refs is None else [self.resolve(r).file_id for r in refs]
+        from ..store.verify import verify
         return verify(self.store, fids, progress)
 
     def gc(self, dry_run: bool = False) -> GcReport:
         """Remove unreferenced chunks; returns a GcReport."""
+        from ..cloud.gc import gc
         return gc(self.cloud, dry_run=dry_run)
 
     def save_index_copy(self) -> None:
@@ -310,15 +331,18 @@ class Engine(StoreParts):
         last heard (a full snapshot now and then); StorageError if one could not be
         updated (the change stays journaled for the next save).
         """
+        from ..cloud.indexlog import save_changes
         save_changes(self.cloud)
 
     def compact_index_copies(self) -> None:
         """Store a full snapshot of the index on every backend and delete the older copies."""
         if self.config.backends:
+            from ..cloud.indexlog import compact
             compact(self.cloud)
 
     def stat(self, ref: str) -> dict:
         """Size, chunks, stored bytes, dedup saving, cached fraction and locations."""
+        from ..store.verify import file_stat
         return file_stat(self.store, self.resolve(ref).file_id)
 
     # ---- backends ----------------------------------------------------------

@@ -30,6 +30,7 @@ from .packs import PackWriter, SealedPack
 if TYPE_CHECKING:
     from .store import Store
 
+COMMIT_BATCH = 512  # deduplicated files' manifests committed in one transaction
 BATCH_BYTES = 1 << 20
 MAX_INFLIGHT = 6
 SMALL_FILE = 4 << 20  # read whole (zero-copy chunking) up to this size
@@ -169,10 +170,13 @@ class Ingest:
     def _finish(self, job: PendingPut) -> None:
         assert job.file_id is not None
         m = Manifest(job.file_id, job.size, time.time_ns(), tuple(job.table))
-        if self.writer is not None and self.writer.entries:
-            self.waiting.append((m, job.names))
-        else:
-            self.jobs.append(self.sealer.submit(self._commit, None, [(m, job.names)]))
+        # A manifest waits for the pack its new chunks are in; with no open pack, manifests
+        # still wait and commit COMMIT_BATCH at a time: one transaction (one fsync) per
+        # batch, not per file. close() commits the rest before the put returns.
+        self.waiting.append((m, job.names))
+        if (self.writer is None or not self.writer.entries) and len(self.waiting) >= COMMIT_BATCH:
+            waiting, self.waiting = self.waiting, []
+            self.jobs.append(self.sealer.submit(self._commit, None, waiting))
         job.result_ = PutResult(m.file_id, job.names, job.size, len(job.table),
                                 job.new_chunks, job.new_bytes)
         self._reap()
