@@ -8,13 +8,19 @@ The node persists the last value it returned and passes it back in.
 
 If the 16-bit counter would overflow, the physical part is advanced by 1 ms
 instead (the clock runs ahead of the wall clock by at most that much).
+
+The clock never raises on a large input: at 2**63 - 1 it *saturates* (returns
+MAX_UINT again). Remote timestamps are bounded before they are folded in:
+`too_far_ahead` tells a receiver to refuse a timestamp more than
+MAX_CLOCK_SKEW_MS ahead of its wall clock, so saturation needs a local clock
+set ~292 million years ahead and is only a last line of defence.
 """
 
 from __future__ import annotations
 
-from .limits import MAX_UINT
+from .limits import MAX_CLOCK_SKEW_MS, MAX_UINT
 
-__all__ = ["COUNTER_BITS", "counter", "make", "physical_ms", "receive", "tick"]
+__all__ = ["COUNTER_BITS", "counter", "make", "physical_ms", "receive", "tick", "too_far_ahead"]
 
 COUNTER_BITS = 16
 _COUNTER_MAX = (1 << COUNTER_BITS) - 1
@@ -43,7 +49,13 @@ def counter(ts: int) -> int:
 def _bump(phys: int, count: int) -> int:
     if count > _COUNTER_MAX:
         phys, count = phys + 1, 0
-    return make(phys, count)
+    value = phys << COUNTER_BITS | count
+    return value if value <= MAX_UINT else MAX_UINT  # saturate, never raise
+
+
+def too_far_ahead(ts: int, now_ms: int, skew_ms: int = MAX_CLOCK_SKEW_MS) -> bool:
+    """True if `ts` is more than `skew_ms` ahead of the wall clock `now_ms` (refuse it)."""
+    return physical_ms(ts) > now_ms + skew_ms
 
 
 def tick(last: int, now_ms: int) -> int:

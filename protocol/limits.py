@@ -1,4 +1,4 @@
-"""Hard limits of the wire format (protocol version 1).
+"""Hard limits of the wire format (protocol version 3).
 
 Every limit is checked when a message is built *and* when one is decoded, so a
 message that passes locally also passes on the peer. docs/protocol.md lists
@@ -8,7 +8,7 @@ shrinks (older peers could send what newer ones refuse).
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 2  # 2: names at most 400 bytes, no control characters
+PROTOCOL_VERSION = 3  # 2: names <= 400 bytes, no control characters; 3: signed log entries
 """The one version this package speaks; exchanged in Hello."""
 
 HELLO_MAGIC = "mosaic-sync"
@@ -77,3 +77,12 @@ MAX_STR_BYTES = 4096
 
 MAX_ARRAY_LEN = 65_536
 """msgpack-level cap on any array (the largest is a manifest's chunk list)."""
+
+SIGNATURE_LEN = 64
+"""An Ed25519 signature: every log entry carries its origin's (protocol/signing.py)."""
+
+MAX_CERT_LEN = 4096
+"""Bytes of a node certificate (DER) in a membership record."""
+
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+"""A name write whose HLC is more than this ahead of the receiver's wall clock is refused."""

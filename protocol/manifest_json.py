@@ -3,13 +3,23 @@
 Sans-io: dicts and strings in, frozen dataclasses out. The schema is written
 down in docs/manifest-json.md. Parsing checks everything before anything is
 applied, and names the offending field in its error.
+
+A dump is authenticated as a whole: `seal_dump` appends a last member, `"mac"`,
+the keyed BLAKE3 (under a subkey of the node key) of every byte of the document
+before the MAC's own digits; the bytes after them are fixed (`"\\n}\\n`). So no
+byte of a sealed dump can change unnoticed: `open_dump` checks the MAC before
+it parses anything, and a dump without one is refused. The MAC proves which key
+made the dump; it hides nothing: names and file hashes stand in it in clear.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from dataclasses import dataclass
+
+import blake3
 
 from .errors import ProtocolError
 from .name_rules import InvalidName, check_canonical
@@ -17,6 +27,7 @@ from .name_rules import InvalidName, check_canonical
 FORMAT = "mosaic-manifests"
 VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_INERT = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # see encode_dump
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 MAX_INT = (1 << 63) - 1
 MAX_CHUNK_LEN = (1 << 32) - 1
@@ -24,6 +35,17 @@ MAX_CHUNK_LEN = (1 << 32) - 1
 
 class ManifestFormatError(ProtocolError):
     """A manifest dump that is malformed; the message names the field."""
+
+
+class DumpNotAuthentic(ProtocolError):
+    """A dump whose MAC is missing or does not match (changed, or made under another key)."""
+
+
+_MAC_HEAD = b',\n "mac": "'
+_MAC_TAIL = b'"\n}\n'
+_MAC_HEX = 64
+_TRAILER_LEN = len(_MAC_HEAD) + _MAC_HEX + len(_MAC_TAIL)
+_HEX64_BYTES = re.compile(rb"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +117,47 @@ def encode_dump(d: Dump) -> str:
             for c, loc in sorted(d.locations.items())
         },
     }
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    # json escapes C0 in strings itself; DEL, C1, bidi controls and line separators (no valid
+    # name holds them, an old index might) are escaped too: a dump on a terminal stays inert
+    return _INERT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _INERT.search(text) else text
+
+
+def dump_mac(key: bytes, signed: bytes) -> bytes:
+    """The MAC of a dump: BLAKE3 keyed with the node's dump subkey (32 bytes) over `signed`."""
+    return blake3.blake3(signed, key=key).digest()
+
+
+def seal_dump(text: str, key: bytes) -> str:
+    """A dump's JSON text (one object, as `encode_dump` writes it) with its MAC as the last
+    member: `,\\n "mac": "<64 hex>"\\n}\\n`, computed over every byte before the digits."""
+    body = text.rstrip()
+    head = body[:-1].rstrip()
+    if not body.endswith("}") or head.endswith("{") or not head.startswith("{"):
+        raise ValueError("not a dump document (a JSON object with members)")
+    signed = head.encode("utf-8") + _MAC_HEAD
+    return (signed + dump_mac(key, signed).hex().encode("ascii") + _MAC_TAIL).decode("utf-8")
+
+
+def open_dump(data: str | bytes, key: bytes) -> Dump:
+    """Check a sealed dump's MAC, then parse it (`parse_dump`).
+
+    DumpNotAuthentic if the MAC does not match, or if the text is a dump that carries no
+    MAC; ManifestFormatError if it is not a dump at all (so that is said, not "no MAC").
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    tail = raw[-_TRAILER_LEN:]
+    digits = tail[len(_MAC_HEAD):len(_MAC_HEAD) + _MAC_HEX]
+    if (len(raw) > _TRAILER_LEN and tail.startswith(_MAC_HEAD) and tail.endswith(_MAC_TAIL)
+            and _HEX64_BYTES.fullmatch(digits)):
+        signed = raw[:len(raw) - _MAC_HEX - len(_MAC_TAIL)]
+        if not hmac.compare_digest(dump_mac(key, signed).hex().encode("ascii"), digits):
+            raise DumpNotAuthentic("its MAC does not match: the dump was changed after export, "
+                                   "or made under another key")
+        return parse_dump(raw)
+    parse_dump(raw)  # a dump at all? (ManifestFormatError names what is wrong if not)
+    raise DumpNotAuthentic("it carries no valid MAC (changed after export, or written by hand "
+                           "or by an older version: export it again)")
 
 
 def _int(v: object, where: str, lo: int = 0) -> int:
@@ -125,17 +187,20 @@ def _backend_name(v: object, where: str) -> str:
     return v
 
 
-def _keys(obj: dict, required: set[str], where: str) -> None:
+def _keys(obj: dict, required: set[str], where: str, optional: frozenset[str] = frozenset()) -> None:
     missing = required - obj.keys()
     if missing:
         raise ManifestFormatError(f"{where}: missing field {sorted(missing)[0]!r}")
-    extra = obj.keys() - required
+    extra = obj.keys() - required - optional
     if extra:
         raise ManifestFormatError(f"{where}: unknown field {sorted(extra)[0]!r}")
 
 
 def parse_dump(text: str | bytes) -> Dump:
-    """Parse and check a dump completely; ManifestFormatError on anything off."""
+    """Parse and check a dump completely; ManifestFormatError on anything off.
+
+    The `mac` member is allowed but not checked here: `open_dump` checks it first.
+    """
     try:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
@@ -146,7 +211,10 @@ def parse_dump(text: str | bytes) -> Dump:
         raise ManifestFormatError(f"format: expected {FORMAT!r}")
     if type(doc.get("version")) is not int or doc.get("version") != VERSION:
         raise ManifestFormatError(f"version: unsupported version {doc.get('version')!r} (this reads {VERSION})")
-    _keys(doc, {"format", "version", "key_id", "exported", "files", "locations"}, "top level")
+    _keys(doc, {"format", "version", "key_id", "exported", "files", "locations"}, "top level",
+          frozenset({"mac"}))
+    if "mac" in doc and (not isinstance(doc["mac"], str) or not _HEX64.match(doc["mac"])):
+        raise ManifestFormatError("mac: expected 64 lowercase hex digits")
     key_id = doc["key_id"]
     if not isinstance(key_id, str) or not _HEX16.match(key_id):
         raise ManifestFormatError("key_id: expected 16 hex digits")

@@ -35,20 +35,23 @@ from .limits import (
     MAX_SOFTWARE_LEN,
     MAX_STR_BYTES,
     MAX_WANT,
+    SIGNATURE_LEN,
 )
 from .records import (
     HaveRecord,
     LogEntry,
     ManifestRecord,
+    MemberRecord,
     NameRecord,
     check_id,
     check_tuple,
     check_uint,
-    entry_from_wire,
-    entry_to_wire,
+    signed_entry_from_wire,
+    signed_entry_to_wire,
 )
 
 __all__ = [
+    "Ack",
     "Bye",
     "ChunkData",
     "ChunkMissing",
@@ -134,7 +137,8 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Records:
-    """A page of `origin`'s log: contiguous entries; `more` = the sender has further pages."""
+    """A page of `origin`'s log: contiguous signed entries; `more` = the sender has further
+    pages. Signatures are checked by the receiver's store, against the origin's key."""
 
     CODE: ClassVar[int] = 3
     origin: bytes
@@ -149,23 +153,27 @@ class Records:
             raise BadMessage("records: more=True on an empty page")
         prev = None
         for e in self.entries:
-            if not isinstance(e, tuple) or len(e) != 2:
-                raise BadMessage("records.entries: expected (seq, record) pairs")
-            seq, rec = e
+            if type(e) is not LogEntry:
+                raise BadMessage("records.entries: expected LogEntry items")
+            seq, rec, sig = e
             check_uint(seq, "entry.seq", 1)
+            if type(sig) is not bytes or len(sig) != SIGNATURE_LEN:
+                raise BadMessage(f"records.entries: signature must be {SIGNATURE_LEN} bytes")
             if prev is not None and seq != prev + 1:
                 raise BadMessage("records.entries: seqs must be contiguous and increasing")
             prev = seq
             if type(rec) is NameRecord:
                 if rec.version.origin != self.origin:
                     raise BadMessage("records: name write's origin differs from the log's")
-            elif type(rec) is not ManifestRecord and type(rec) is not HaveRecord:
-                raise BadMessage("records.entries: expected a ManifestRecord, NameRecord or HaveRecord")
+            elif type(rec) not in (ManifestRecord, HaveRecord, MemberRecord):
+                raise BadMessage("records.entries: expected a Manifest, Name, Have or Member record")
 
 
 @dataclass(frozen=True, slots=True)
 class Pull:
-    """Ask for the next page of `origin`'s log after `after_seq` (reply to more=True)."""
+    """Ask for the page of `origin`'s log after `after_seq`: the next page after more=True,
+    or again, once the receiver can check entries it had to refuse (a signer it did not
+    know yet). The sender answers every Pull with exactly one Records."""
 
     CODE: ClassVar[int] = 4
     origin: bytes
@@ -257,8 +265,23 @@ class Bye:
         _check_text(self.reason, "bye.reason", MAX_REASON_LEN)
 
 
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The sender now holds `origin`'s log up to `seq` (after a last page, more=False), so
+    the peer knows what it has not yet acknowledged (`peer ls` shows it as lag)."""
+
+    CODE: ClassVar[int] = 11
+    origin: bytes
+    seq: int
+
+    def __post_init__(self) -> None:
+        check_id(self.origin, "ack.origin")
+        check_uint(self.seq, "ack.seq")
+
+
 Message = (
     Hello | Summary | Records | Pull | WantChunks | ChunkData | ChunkMissing | Ping | Pong | Bye
+    | Ack
 )
 
 
@@ -269,9 +292,11 @@ def _fields(msg: Message) -> list[Any]:
         case Summary():
             return [msg.vector]
         case Records():
-            return [msg.origin, [entry_to_wire(e) for e in msg.entries], msg.more]
+            return [msg.origin, [signed_entry_to_wire(e) for e in msg.entries], msg.more]
         case Pull():
             return [msg.origin, msg.after_seq]
+        case Ack():
+            return [msg.origin, msg.seq]
         case WantChunks():
             return [msg.request_id, msg.chunk_ids]
         case ChunkData():
@@ -300,7 +325,7 @@ def _hello(f: tuple[Any, ...]) -> Hello:
 
 def _records(f: tuple[Any, ...]) -> Records:
     check_tuple(f[1], "records.entries", MAX_ENTRIES)
-    return Records(f[0], tuple(entry_from_wire(e) for e in f[1]), f[2])
+    return Records(f[0], tuple(signed_entry_from_wire(e) for e in f[1]), f[2])
 
 
 _DECODERS: dict[int, tuple[int, Callable[[tuple[Any, ...]], Message]]] = {
@@ -315,6 +340,7 @@ _DECODERS: dict[int, tuple[int, Callable[[tuple[Any, ...]], Message]]] = {
     Ping.CODE: (1, lambda f: Ping(*f)),
     Pong.CODE: (1, lambda f: Pong(*f)),
     Bye.CODE: (1, lambda f: Bye(*f)),
+    Ack.CODE: (2, lambda f: Ack(*f)),
 }
 
 

@@ -3,11 +3,16 @@
 A name is a relative, `/`-separated path of UTF-8 text:
 
 * at least one segment; no segment is `.` or `..` (or empty, in canonical form);
-* no control character: C0 (U+0000-U+001F), DEL (U+007F), C1 (U+0080-U+009F);
+* no control character: C0 (U+0000-U+001F), DEL (U+007F), C1 (U+0080-U+009F), the bidi
+  embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069: they reorder what a
+  terminal shows after them) and the line and paragraph separators (U+2028, U+2029: line
+  breaks to `str.splitlines` and some viewers);
 * no lone surrogate (the name must encode as UTF-8);
 * at most MAX_NAME_BYTES bytes of UTF-8.
 
-`\\` is an ordinary character, as on POSIX (`a\\b` is one segment), everywhere.
+`\\` is an ordinary character, as on POSIX (`a\\b` is one segment), on every path: the CLI,
+the API, import and sync store it as it is and never read it as a separator or an escape, so
+a name with `\\` that arrives by import or sync is addressed from the CLI by typing it as is.
 
 MAX_NAME_BYTES keeps every table key built from a name under LMDB's 511-byte
 key limit, with room to spare: the replication tables key by the name (namestate)
@@ -26,11 +31,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_NAME_BYTES", "InvalidName", "check_canonical", "check_name"]
+__all__ = ["MAX_NAME_BYTES", "UNSAFE_CHARS", "InvalidName", "check_canonical", "check_name"]
 
 from .limits import MAX_NAME_BYTES
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+UNSAFE_CHARS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""The characters no name holds, as the inside of a regex character class (also used to
+escape text printed to a terminal: node/cli/output.py)."""
+_CONTROL = re.compile(f"[{UNSAFE_CHARS}]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _SHOWN = 60
 
 
@@ -49,7 +58,10 @@ def check_name(name: object) -> str:
         raise InvalidName("a name must be text")
     bad = _CONTROL.search(name)
     if bad:
-        what = "NUL" if bad.group() == "\x00" else f"control character U+{ord(bad.group()):04X}"
+        c = bad.group()
+        kind = ("bidi control" if _BIDI.match(c) else "line separator" if c in "\u2028\u2029"
+                else "control")
+        what = "NUL" if c == "\x00" else f"{kind} character U+{ord(c):04X}"
         raise InvalidName(f"invalid name {_shown(name)}: contains {what}")
     try:
         name.encode("utf-8")

@@ -5,12 +5,17 @@ record); `seq` numbers an origin's log from 1 without gaps. Records are frozen
 dataclasses that check every field in `__post_init__`, so an invalid record can
 be neither built locally nor decoded from the wire: both raise `BadMessage`.
 
-Wire form of a log entry (msgpack array, see docs/protocol.md):
+Wire form of a log entry's body (msgpack array, see docs/protocol.md):
 
     [seq, 1, file_id, size, created_ns, [[chunk_id, length], ...],
-             [[chunk_id, pack_id, offset, length, [backend, ...]], ...]]   manifest
+             [[chunk_id, pack_id, offset, length, [backend_id, ...]], ...]]  manifest
     [seq, 2, name, file_id | nil, hlc, origin, [hlc, origin] | nil,
              [[hlc, origin], ...]]                                         name write
+    [seq, 3, file_id, complete]                                            have
+    [seq, 4, cert_der]                                                     member
+
+A signed entry, as sent and stored, is `[signature, body]`: the origin's
+Ed25519 signature over the log's hash chain up to this entry (protocol/signing.py).
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from .limits import (
     ID_LEN,
     MAX_BACKEND_NAME,
     MAX_BACKENDS,
+    MAX_CERT_LEN,
     MAX_CHUNK_LEN,
     MAX_CHUNKS,
     MAX_LOCATIONS,
     MAX_RECORD_BYTES,
     MAX_RESOLVES,
     MAX_UINT,
+    SIGNATURE_LEN,
 )
 from .name_rules import InvalidName, check_canonical
 
@@ -37,6 +44,7 @@ __all__ = [
     "ChunkLocation",
     "LogEntry",
     "ManifestRecord",
+    "MemberRecord",
     "NameRecord",
     "Record",
     "Version",
@@ -46,12 +54,15 @@ __all__ = [
     "check_uint",
     "entry_from_wire",
     "entry_to_wire",
+    "signed_entry_from_wire",
+    "signed_entry_to_wire",
     "size_bound",
 ]
 
 KIND_MANIFEST = 1
 KIND_NAME = 2
 KIND_HAVE = 3
+KIND_MEMBER = 4
 _BACKEND_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_BACKEND_NAME}}}")
 
 
@@ -88,7 +99,8 @@ def check_name(value: object, field: str = "name") -> None:
 
 @dataclass(frozen=True, slots=True)
 class ChunkLocation:
-    """Hint: chunk `chunk_id` is stored at `offset`/`length` in pack `pack_id` on `backends`."""
+    """Hint: chunk `chunk_id` is stored at `offset`/`length` in pack `pack_id` on the backends
+    whose backend IDs (the identity markers of `mosaic backend add`) are `backends`."""
 
     chunk_id: bytes
     pack_id: bytes
@@ -228,26 +240,42 @@ class HaveRecord:
             raise BadMessage("have.complete: expected a bool")
 
 
-Record = ManifestRecord | NameRecord | HaveRecord
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """The log's origin trusts the node of this certificate (node ID = SHA-256 of the DER):
+    written when a node first meets a peer it was told to trust (`peer add`), and relayed
+    with the origin's signature, so every node learns every member's key."""
+
+    cert: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.cert) is not bytes or not 1 <= len(self.cert) <= MAX_CERT_LEN:
+            raise BadMessage(f"member.cert: expected 1..{MAX_CERT_LEN} bytes")
+
+
+Record = ManifestRecord | NameRecord | HaveRecord | MemberRecord
 
 
 def size_bound(rec: Record) -> int:
     """An upper bound on the encoded size of a log entry holding `rec` (cheap to compute)."""
     if type(rec) is HaveRecord:
-        return 60
+        return 130
+    if type(rec) is MemberRecord:
+        return 90 + len(rec.cert)
     if type(rec) is ManifestRecord:
         n = 80 + 40 * len(rec.chunks)
         for loc in rec.locations:
             n += 90 + sum(len(b) + 2 for b in loc.backends)
-        return n
-    return 150 + 4 * len(rec.name) + 44 * len(rec.version.resolves)
+        return n + 70
+    return 220 + 4 * len(rec.name) + 44 * len(rec.version.resolves)
 
 
 class LogEntry(NamedTuple):
-    """One entry of an origin's log."""
+    """One entry of an origin's log; `sig` is the origin's signature (empty until signed)."""
 
     seq: int
     record: Record
+    sig: bytes = b""
 
 
 def _ref_wire(r: VersionRef) -> list[Any]:
@@ -255,8 +283,10 @@ def _ref_wire(r: VersionRef) -> list[Any]:
 
 
 def entry_to_wire(entry: LogEntry) -> list[Any]:
-    """The msgpack-ready array for one log entry."""
-    seq, rec = entry
+    """The msgpack-ready array for one log entry's body (what the signature covers)."""
+    seq, rec = entry.seq, entry.record
+    if type(rec) is MemberRecord:
+        return [seq, KIND_MEMBER, rec.cert]
     if type(rec) is HaveRecord:
         return [seq, KIND_HAVE, rec.file_id, rec.complete]
     if type(rec) is ManifestRecord:
@@ -273,8 +303,8 @@ def _ref_from_wire(t: object, field: str) -> VersionRef:
     return VersionRef(*t)
 
 
-def entry_from_wire(t: object) -> LogEntry:
-    """Build and fully check a LogEntry from its decoded msgpack tuple."""
+def entry_from_wire(t: object, sig: bytes = b"") -> LogEntry:
+    """Build and fully check a LogEntry from its decoded msgpack tuple (with `sig` beside it)."""
     if not isinstance(t, tuple) or len(t) < 2:
         raise BadMessage("entry: expected [seq, kind, ...]")
     seq, kind = t[0], t[1]
@@ -299,6 +329,27 @@ def entry_from_wire(t: object) -> LogEntry:
         if len(t) != 4:
             raise BadMessage("have entry: expected 4 fields")
         rec = HaveRecord(t[2], t[3])
+    elif type(kind) is int and kind == KIND_MEMBER:
+        if len(t) != 3:
+            raise BadMessage("member entry: expected 3 fields")
+        rec = MemberRecord(t[2])
     else:
         raise BadMessage(f"entry: unknown record kind {kind!r}")
-    return LogEntry(seq, rec)
+    return LogEntry(seq, rec, sig)
+
+
+def signed_entry_to_wire(entry: LogEntry) -> list[Any]:
+    """`[signature, body]`: a signed entry as sent in Records and kept in the node's log."""
+    if len(entry.sig) != SIGNATURE_LEN:
+        raise BadMessage("entry: not signed")
+    return [entry.sig, entry_to_wire(entry)]
+
+
+def signed_entry_from_wire(t: object) -> LogEntry:
+    """Inverse of `signed_entry_to_wire`: checks the shape (not the signature itself)."""
+    if not isinstance(t, tuple) or len(t) != 2:
+        raise BadMessage("entry: expected [signature, body]")
+    sig = t[0]
+    if type(sig) is not bytes or len(sig) != SIGNATURE_LEN:
+        raise BadMessage(f"entry.signature: expected {SIGNATURE_LEN} bytes")
+    return entry_from_wire(t[1], sig)

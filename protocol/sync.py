@@ -14,6 +14,15 @@ Exchange (both sides run the same code; see docs/protocol.md):
     <- Pull(o, after)                     ask for the next page when more=True
     ...                                   then IDLE: pushes on local_changed()
 
+Entries the peer sends are checked by the store (protocol/signing.py's
+`admit_page`: signed by their origin, origin not ours, clocks within bounds).
+A refused page does not end the session: the store applies the good prefix
+and returns a `Rejection`, which the session records in `rejections` (the node
+logs them) and treats as "the peer holds nothing more that we can take" for
+that origin. A page refused only because its signer is not known yet is asked
+for again (Pull) as soon as the store applied something else, which may have
+carried the membership record that vouches for it.
+
 Chunk transfer rides on the same session, but the node does the I/O:
 `receive()` checks WantChunks / ChunkData / ChunkMissing against the open
 requests and returns nothing; the node acts on the message it just passed in
@@ -23,6 +32,7 @@ and answers requests with `chunk_reply()`.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -34,8 +44,16 @@ from .errors import (
     UnexpectedMessage,
     VersionMismatch,
 )
-from .limits import MAX_ENTRIES, MAX_FRAME_SIZE, MAX_RECORD_BYTES, MAX_WANT, PROTOCOL_VERSION
+from .limits import (
+    MAX_ENTRIES,
+    MAX_FRAME_SIZE,
+    MAX_ORIGINS,
+    MAX_RECORD_BYTES,
+    MAX_WANT,
+    PROTOCOL_VERSION,
+)
 from .messages import (
+    Ack,
     Bye,
     ChunkData,
     ChunkMissing,
@@ -49,11 +67,21 @@ from .messages import (
     WantChunks,
 )
 from .records import LogEntry, size_bound
+from .signing import Rejection
 
-__all__ = ["MAX_PENDING_REQUESTS", "SessionState", "SyncSession", "SyncStore"]
+__all__ = ["MAX_PENDING_REQUESTS", "Rejection", "SessionState", "SyncSession", "SyncStore"]
 
 MAX_PENDING_REQUESTS = 64
 """Open WantChunks requests per direction; a peer that exceeds it is cut off."""
+
+KEEP_REJECTIONS = 64
+"""Rejections a session remembers (the node drains and logs them as they come)."""
+
+MAX_DEFERRED = 256
+"""Origins refused for an unknown signer that a session asks for again (more are dropped)."""
+
+MAX_CLAIMS = 2 * MAX_ORIGINS
+"""Origins a session tracks for the peer; pages of further unknown origins are not tracked."""
 
 
 class SyncStore(Protocol):
@@ -72,10 +100,11 @@ class SyncStore(Protocol):
         """Up to `limit` entries of `origin`'s log with seq > after_seq, in order."""
         ...
 
-    def apply(self, origin: bytes, entries: Sequence[LogEntry]) -> None:
-        """Append entries (contiguous, starting right after what is held) to
-        `origin`'s log under that origin, and index them. Must be idempotent:
-        entries at or below the held seq are skipped."""
+    def apply(self, origin: bytes, entries: Sequence[LogEntry]) -> Rejection | None:
+        """Check (signing.admit_page), then append entries (contiguous, starting right
+        after what is held) to `origin`'s log under that origin, and index them. Must be
+        idempotent: entries at or below the held seq are skipped. Returns why entries
+        from some seq on were not applied (the prefix before it is), or None."""
         ...
 
 
@@ -89,7 +118,7 @@ class SessionState(enum.Enum):
 
 
 _LIVE = frozenset(
-    {Summary, Records, Pull, WantChunks, ChunkData, ChunkMissing, Ping, Pong, Bye}
+    {Summary, Records, Pull, WantChunks, ChunkData, ChunkMissing, Ping, Pong, Bye, Ack}
 )
 ACCEPTS: dict[SessionState, frozenset[type]] = {
     SessionState.AWAIT_HELLO: frozenset({Hello, Bye}),
@@ -125,6 +154,9 @@ class SyncSession:
         self.peer_bye_reason: str | None = None
         self.entries_sent = 0
         self.entries_applied = 0
+        self.rejections: deque[tuple[bytes, Rejection]] = deque(maxlen=KEEP_REJECTIONS)
+        self.rejected_total = 0
+        self._deferred: set[bytes] = set()  # origins refused for an unknown signer
         self._state = SessionState.AWAIT_HELLO
         self._hello_sent = False
         self._bye_sent = False
@@ -141,7 +173,7 @@ class SyncSession:
             Hello: self._on_hello, Summary: self._on_summary, Records: self._on_records,
             Pull: self._on_pull, WantChunks: self._on_want, ChunkData: self._on_chunk,
             ChunkMissing: self._on_chunk, Ping: self._on_ping, Pong: self._on_pong,
-            Bye: self._on_bye,
+            Bye: self._on_bye, Ack: self._on_ack,
         }
 
     @property
@@ -186,6 +218,8 @@ class SyncSession:
             return []
         local = self.store.summary()
         out = self._push(local)
+        if self._deferred:  # the change may have brought the signer we were missing
+            out += self._retry_deferred(local, skip=b"")
         self._settle(local)
         return out
 
@@ -271,29 +305,65 @@ class SyncSession:
         self._pulling.discard(origin)
         local = self.store.summary()
         held = local.get(origin, 0)
+        out: list[Message] = []
+        rejection: Rejection | None = None
         if entries:
             first, last = entries[0].seq, entries[-1].seq
             if first > held + 1:
                 raise BadMessage(f"gap in log {origin.hex()[:8]}: hold {held}, got {first}")
-            self._claims[origin] = max(self._claims.get(origin, 0), last)
+            self._claim(origin, max(self._claims.get(origin, 0), last))
             if last > held:
                 fresh = entries[held + 1 - first :]
-                self.store.apply(origin, fresh)
-                self.entries_applied += len(fresh)
+                if origin == self.local_node_id:
+                    rejection = Rejection(fresh[0].seq, "entries under the receiver's own origin")
+                else:
+                    rejection = self.store.apply(origin, fresh)
                 local = self.store.summary()
-                held = local.get(origin, 0)
-        out: list[Message] = []
-        if msg.more:
+                now = local.get(origin, 0)
+                self.entries_applied += now - held
+                applied_any = now > held
+                held = now
+                if applied_any and self._deferred:
+                    out += self._retry_deferred(local, skip=origin)
+        if rejection is not None:
+            self.rejections.append((origin, rejection))
+            self.rejected_total += 1
+            self._claim(origin, held)  # nothing more of this origin that we can take now
+            if rejection.retry and len(self._deferred) < MAX_DEFERRED:
+                self._deferred.add(origin)
+        elif msg.more:
             self._pulling.add(origin)
             out.append(Pull(origin, held))
+        if entries and (rejection is not None or not msg.more):
+            out.append(Ack(origin, held))  # the last page: tell the peer what we hold now
         self._settle(local)
         return out
 
+    def unacknowledged(self, local: Mapping[bytes, int]) -> int:
+        """Entries we hold that the peer has not told us it holds (0 when in sync)."""
+        return sum(max(0, s - self._claims.get(o, 0)) for o, s in local.items())
+
+    def _claim(self, origin: bytes, seq: int) -> None:
+        """Note what the peer holds of `origin` (new origins only up to MAX_CLAIMS)."""
+        if origin in self._claims or len(self._claims) < MAX_CLAIMS:
+            self._claims[origin] = seq
+
+    def _retry_deferred(self, local: Mapping[bytes, int], skip: bytes) -> list[Message]:
+        """Ask again for pages refused for an unknown signer (the store may know it now)."""
+        out: list[Message] = []
+        for o in sorted(self._deferred - {skip} - self._pulling):
+            self._deferred.discard(o)
+            self._pulling.add(o)
+            out.append(Pull(o, local.get(o, 0)))
+        return out
+
     def _on_pull(self, msg: Pull) -> list[Message]:
-        if msg.origin not in self._paging:
-            raise UnexpectedMessage("Pull without an open page")
+        # The next page after more=True, or a page asked for again: either way the peer
+        # holds exactly after_seq of this origin now.
         self._paging.discard(msg.origin)
-        self._claims[msg.origin] = max(self._claims.get(msg.origin, 0), msg.after_seq)
+        self._claim(msg.origin, msg.after_seq)
+        if msg.origin in self._sent or msg.origin in self._claims:
+            self._sent[msg.origin] = msg.after_seq
         local = self.store.summary()
         page = self._page(msg.origin, local.get(msg.origin, 0))
         self._settle(local)
@@ -315,6 +385,13 @@ class SyncSession:
         pending.discard(msg.chunk_id)
         if not pending:
             del self._wanted[msg.request_id]
+        return []
+
+    def _on_ack(self, msg: Ack) -> list[Message]:
+        if not self._peer_summary:
+            raise UnexpectedMessage("Ack before the peer's Summary")
+        self._claim(msg.origin, max(self._claims.get(msg.origin, 0), msg.seq))
+        self._settle(self.store.summary())
         return []
 
     def _on_ping(self, msg: Ping) -> list[Message]:

@@ -86,15 +86,27 @@ def cmd_key_export(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
-    """mosaic gc [--dry-run]"""
+    """mosaic gc [--dry-run] [--grace SECONDS] [--max-unused PERCENT]"""
     from ..cloud.gc import gc
     with open_node(args) as node:
-        rep = gc(node.cloud, dry_run=args.dry_run)
+        rep = gc(node.cloud, dry_run=args.dry_run, grace_s=args.grace,
+                 remote_repack_threshold=args.max_unused / 100)
         warning = None if args.dry_run else save_index_copy(node)
     verb = "would remove" if rep.dry_run else "removed"
     out.line(f"{verb} {rep.dead_chunks} unreferenced chunks ({format_size(rep.dead_bytes)}); "
-             f"packs deleted {rep.packs_deleted}, repacked {rep.packs_repacked}; "
+             f"packs dropped {rep.packs_deleted}, repacked {rep.packs_repacked}; "
              f"{format_size(rep.bytes_freed)} freed")
+    if rep.marked or rep.remote_deleted or rep.marks_waiting or rep.packs_moved:
+        out.line(f"shared backends: {rep.marked} packs marked, {rep.remote_deleted} deleted "
+                 f"({format_size(rep.remote_bytes_freed)}), {rep.marks_waiting} marks waiting"
+                 + (f", moved off {rep.packs_moved} packs other nodes dropped"
+                    if rep.packs_moved else ""))
+    for tag, why in sorted(rep.waiting_for.items()):
+        out.info(f"mosaic: gc: waiting for node {tag}: {why}")
+    for e in rep.errors:
+        out.info(f"mosaic: gc: {e}")
+    if rep.errors and not warning:
+        warning = f"gc could not finish on every backend: {rep.errors[0]}"
     return finish(out, rep.__dict__, warning)
 
 
@@ -177,10 +189,13 @@ def _backend_options(kind: str, args: argparse.Namespace) -> dict:
     return opts
 
 
-def _check_backend(kind: str, name: str, opts: dict, secrets: dict, key_id: str) -> tuple[str, bool]:
+def _check_backend(kind: str, name: str, opts: dict, secrets: dict, key_id: str,
+                   registration: tuple[str, bytes] | None = None) -> tuple[str, bool]:
     """Reach the backend once (list its packs) and claim it before recording it:
     (backend ID, adopted). A dir backend's folder is created here and nowhere else; the
-    marker (`mosaic-backend.json`) is written unless one of this key is there already."""
+    marker (`mosaic-backend.json`) is written unless one of this key is there already.
+    `registration` (object name, sealed bytes) enters the node in the backend's registry
+    once the backend is claimed (cloud/registry.py)."""
     import trio
 
     from mosaic.backends import open_backend
@@ -196,7 +211,10 @@ def _check_backend(kind: str, name: str, opts: dict, secrets: dict, key_id: str)
                 if create is not None:
                     await create()
                 await b.list("packs/")
-                return await claim_backend(b, key_id)
+                claimed = await claim_backend(b, key_id)
+                if registration is not None:
+                    await b.put(*registration)
+                return claimed
             finally:
                 await b.close()
 
@@ -224,7 +242,7 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
         with open_node(args) as node:
             if not args.no_check:  # with --no-check: no marker, so the backend is used unchecked
                 opts["backend_id"], adopted = _check_backend(args.kind, args.name, opts, secrets,
-                                                             node.keys.key_id)
+                                                             node.keys.key_id, _registration(node))
             if secrets:
                 from ..cloud.credentials import load_secrets, save_secrets
                 allsec = load_secrets(node.home, node.keys)
@@ -239,6 +257,8 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
                  "secrets": sorted(secrets), "backend_id": opts.get("backend_id"),
                  "adopted": adopted})
         return 0
+    if args.action == "nodes":
+        return _backend_nodes(args, out, cfg)
     if args.action in ("rm", "drain"):
         if not any(b.name == args.name for b in cfg.backends):
             raise NotFoundError(f"no backend named {args.name}")
@@ -269,6 +289,46 @@ def cmd_backend(args: argparse.Namespace, out: Output) -> int:
         out.line(f"{r['name']:12} {r['kind']:7} used {format_size(r['used']):>10} / {q:<10} "
                  f"packs {r['packs']:>6}  pending {r['pending']:>4}  errors(24h) {r['errors_24h']:>3}  "
                  f"{r['health']}")
+    out.doc(rows)
+    return 0
+
+
+def _registration(node: Engine) -> tuple[str, bytes] | None:
+    """This node's registry object for a backend being added (None without a node tag)."""
+    import time
+
+    from ..cloud.registry import node_object, seal_doc
+    tag = node.config.node_tag
+    if not tag:
+        return None
+    name = node_object(tag)
+    return name, seal_doc(node.keys.metadata, name, {"tag": tag, "time": time.time_ns()})
+
+
+def _backend_nodes(args: argparse.Namespace, out: Output, cfg) -> int:
+    """mosaic backend nodes NAME [--forget TAG]"""
+    from mosaic.backends.errors import BackendError
+
+    from ..cloud.registry import forget_node, node_list
+    if not any(b.name == args.name for b in cfg.backends):
+        raise NotFoundError(f"no backend named {args.name}")
+    with open_node(args) as node:
+        try:
+            if args.forget:
+                if args.forget == node.config.node_tag:
+                    raise UsageError("this node cannot forget itself (remove the backend instead)")
+                if not forget_node(node.cloud, args.name, args.forget):
+                    raise NotFoundError(f"node {args.forget} is not registered on {args.name}")
+                out.line(f"forgot node {args.forget} on {args.name}")
+                out.doc({"backend": args.name, "forgot": args.forget})
+                return 0
+            rows = node_list(node.cloud, args.name)
+        except BackendError as e:
+            raise StorageError(f"backend {args.name}: {e}") from None
+        me = node.config.node_tag
+    for r in rows:
+        out.line(f"{r['node']}  registered {r['registered']}  index copy {r['index_copy']}"
+                 + ("  (this node)" if r["node"] == me else ""))
     out.doc(rows)
     return 0
 
@@ -390,16 +450,60 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
-    """mosaic recover --from NAME: rebuild this (empty) node's index from a backend."""
-    from ..cloud.indexlog import recover
+    """mosaic recover --from NAME [--list] [--node TAG] [--accept-gaps]: rebuild this (empty)
+    node's index from a node's index copy on a backend."""
+    from ..cloud.indexlog import list_copies, recover
     if not any(b.name == args.source for b in home_of(args).read_config().backends):
         raise NotFoundError(f"no backend named {args.source} (add it first with `mosaic backend add`)")
     with open_node(args) as node:
-        res = recover(node.cloud, args.source)
-    out.line(f"recovered {res['files']} files, {res['names']} names, {res['packs']} packs "
-             f"from {res['objects']} index objects on {res['from']}")
+        if args.list:
+            found = list_copies(node.cloud, args.source)
+            for c in found:
+                when = _when(c.time)
+                state = (f"unreadable: {c.error}" if c.error else
+                         f"incomplete: {c.gap}" if c.gap else "complete")
+                out.line(f"{c.tag}  {when}  {c.files} files, {c.names} names  ({state})")
+            if not found:
+                out.line(f"no index copy on {args.source}")
+            out.doc([c.to_json() for c in found])
+            return 0
+        with HomeLock(node.home, exclusive=True):  # it writes the whole index (and the tag)
+            res = recover(node.cloud, args.source, partial=args.accept_gaps, node=args.node)
+    for w in res["warnings"]:
+        out.info(f"mosaic: warning: {w}")
+    out.line(f"recovered node {res['node']}: {res['files']} files, {res['names']} names, "
+             f"{res['packs']} packs from {res['objects']} index objects on {res['from']}")
     out.doc(res)
     return 0
+
+
+def _when(ns: int) -> str:
+    import time
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ns / 1e9)) if ns else "?"
+
+
+def _fraction(s: str) -> float:
+    """An argparse type: a percentage 0-100."""
+    try:
+        v = float(s.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {s!r}") from None
+    if not 0 <= v <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 and 100")
+    return v
+
+
+def _seconds(s: str) -> float:
+    """An argparse type: seconds >= 0 (a number, or with s, m, h or d)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    k = units.get(s[-1:].lower(), 0)
+    try:
+        v = float(s[:-1] if k else s) * (k or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {s!r}") from None
+    if v < 0 or v != v:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
 
 
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
@@ -481,8 +585,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = ks.add_parser("export", help="write the key file for a joining node")
     e.add_argument("-o", "--output", required=True, metavar="FILE")
     e.set_defaults(func=cmd_key_export)
-    p = sub.add_parser("gc", help="remove chunks no manifest references")
+    from ..cloud.gc import GRACE_S
+    p = sub.add_parser("gc", help="remove chunks no manifest references (and, across the nodes "
+                                  "sharing a backend, packs none of them uses: docs/gc.md)")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--grace", type=_seconds, default=GRACE_S, metavar="DURATION",
+                   help="keep temp files and packs no node knows until this old "
+                        "(default 1h; e.g. 90s, 30m, 2h)")
+    p.add_argument("--max-unused", type=_fraction, default=50.0, metavar="PERCENT",
+                   help="rewrite a pack of this node's that is only on backends once more than "
+                        "this share of it is garbage (default 50)")
     p.set_defaults(func=cmd_gc)
     p = sub.add_parser("cache", help="show or trim the local cache")
     p.add_argument("action", nargs="?", choices=["trim"], default=None)
@@ -512,6 +624,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = bs.add_parser("drain", help="move a backend's packs to the others")
     d.add_argument("name")
     d.set_defaults(func=cmd_backend)
+    nd = bs.add_parser("nodes", help="the nodes registered on a backend (gc waits for each)")
+    nd.add_argument("name")
+    nd.add_argument("--forget", metavar="TAG",
+                    help="remove a node that is gone for good: its registration and index copy")
+    nd.set_defaults(func=cmd_backend)
     ls = bs.add_parser("ls")
     ls.set_defaults(func=cmd_backend)
     p = sub.add_parser("info", help="node totals")
@@ -527,6 +644,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_repair)
     p = sub.add_parser("recover", help="rebuild an empty node's index from a backend's index copy")
     p.add_argument("--from", dest="source", required=True, metavar="NAME")
+    p.add_argument("--list", action="store_true",
+                   help="list the node index copies on the backend (node tag, time, files)")
+    p.add_argument("--node", metavar="TAG", help="whose index copy (needed when there are several)")
+    p.add_argument("--accept-gaps", action="store_true",
+                   help="recover the state before a missing or unreadable log instead of failing")
     p.set_defaults(func=cmd_recover)
     p = sub.add_parser("config", help="show or change settings (copies, cache_capacity, ...)")
     p.add_argument("action", nargs="?", choices=["get", "set"])

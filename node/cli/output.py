@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mosaic.protocol.name_rules import UNSAFE_CHARS
+
 if TYPE_CHECKING:
     from .bar import RichBar
+
+_UNSAFE = re.compile(f"[{UNSAFE_CHARS}]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    o = ord(m.group())
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def safe_text(text: str) -> str:
+    """`text` as one harmless line: every character a name may not hold (control characters
+    such as ESC, CR and LF, bidi overrides, line separators) is shown as an escape (`\\x1b`,
+    `\\u202e`), so printed names cannot move the cursor, recolour, reorder or forge lines.
+
+    `\\` itself is left alone: it is an ordinary character of names (protocol/name_rules.py),
+    and names never hold what is escaped here, so a name prints exactly as it is typed.
+    """
+    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
 
 
 class Output:
@@ -19,14 +40,14 @@ class Output:
         self._bars: list[Progress] = []
 
     def line(self, text: str) -> None:
-        """A plain result line (suppressed in --json mode)."""
+        """A plain result line, escaped by `safe_text` (suppressed in --json mode)."""
         if not self.json_mode:
-            self.stream.write(text + "\n")
+            self.stream.write(safe_text(text) + "\n")
 
     def info(self, text: str) -> None:
-        """A message for people on stderr (suppressed by -q and --json)."""
+        """A message for people on stderr, escaped by `safe_text` (suppressed by -q and --json)."""
         if not self.quiet and not self.json_mode:
-            sys.stderr.write(text + "\n")
+            sys.stderr.write(safe_text(text) + "\n")
 
     def doc(self, obj: Any) -> None:
         """The --json document."""

@@ -22,7 +22,11 @@ def cmd_id(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_peer(args: argparse.Namespace, out: Output) -> int:
-    """mosaic peer add NODE_ID[@HOST:PORT] | ls | rm NODE_ID"""
+    """mosaic peer add NODE_ID[@HOST:PORT] | ls | rm NODE_ID
+
+    `ls` shows, per peer, the log entries this node holds that the peer has not yet
+    acknowledged (0 when in sync; `lag_entries` in --json). `rm` stops trusting the peer;
+    a running daemon closes its connection within a second."""
     from ..cluster import replica
     from ..cluster.identity import Identity, format_node_id, parse_node_id
     from ..cluster.peers import Peers
@@ -72,7 +76,8 @@ def cmd_peer(args: argparse.Namespace, out: Output) -> int:
                 if r["last_seen"] else "never")
         out.line(f"{r['node_id']}  {r['addr'] or '-':22} "
                  f"{'connected' if r['connected'] else 'offline':9}  last seen {seen}"
-                 + (f"  lag {r['lag_entries']} entries" if r["lag_entries"] is not None else "")
+                 + (f"  {r['lag_entries']} entries not acknowledged"
+                    if r["lag_entries"] is not None else "")
                  + (f"  ({r['error']})" if r["error"] and not r["connected"] else ""))
     out.doc(rows)
     return 0

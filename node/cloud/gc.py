@@ -1,4 +1,11 @@
-"""gc: drop unreferenced chunks and the space they hold, locally and on backends."""
+"""gc: drop unreferenced chunks and the space they hold, locally and on backends.
+
+Two phases. The local one (this module) drops what this node's index no longer
+needs and rewrites its own packs that hold garbage; a pack it sealed and dropped
+is not deleted from the backends here but remembered (gcmarks). The shared one
+(collect.py) deletes a pack object on a backend only once no node that uses the
+backend references it, after a mark and a grace period (docs/gc.md).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,17 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mosaic.backends.errors import BackendError
 
+from ..errors import StorageError
 from ..store.home import HomeLock
 from ..store.index import ChunkRecord, PackRecord
 from ..store.packs import PackWriter
+from . import indexlog
+from .collect import collect, queue_drops
 from .objects import pack_object_name
 from .repair import good_copy
 
@@ -32,9 +42,27 @@ class GcReport:
     bytes_freed: int = 0
     temp_files: int = 0
     dry_run: bool = False
+    packs_moved: int = 0  # packs of other nodes, dropped by their owner, this node moved off
+    # the shared phase (collect.py), over every backend
+    marked: int = 0
+    marks_confirmed: int = 0
+    marks_cancelled: int = 0
+    remote_deleted: int = 0
+    remote_bytes_freed: int = 0
+    marks_waiting: int = 0
+    waiting_for: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True if this run removed, rewrote, marked or deleted anything."""
+        return bool(self.dead_chunks or self.packs_deleted or self.packs_repacked
+                    or self.temp_files or self.marked or self.marks_confirmed or self.marks_cancelled
+                    or self.remote_deleted or self.packs_moved)
 
 
-GRACE_S = 3600.0  # temp files and orphan pack files younger than this belong to a live writer
+GRACE_S = 3600.0  # default grace: temp and orphan files younger than this belong to a live
+# writer; a mark younger than this is not acted on (stale imports, clock skew: docs/gc.md)
 
 
 class _Changed(Exception):
@@ -68,15 +96,16 @@ def _scan(cloud: Cloud, rep: GcReport) -> _Scan:
     return _Scan(live, dead, packs, owned)
 
 
-def _old(path: os.PathLike | str, now: float) -> bool:
-    """True if the file was last modified more than GRACE_S ago (False if it is gone)."""
+def _old(path: os.PathLike | str, now: float, grace_s: float = GRACE_S) -> bool:
+    """True if the file was last modified more than `grace_s` ago (False if it is gone)."""
     try:
-        return os.lstat(path).st_mtime < now - GRACE_S
+        return os.lstat(path).st_mtime < now - grace_s
     except FileNotFoundError:
         return False
 
 
-def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5) -> GcReport:
+def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5,
+       grace_s: float = GRACE_S, now: float | None = None) -> GcReport:
     """Remove chunks no manifest references, and the space they hold.
 
     Pack by pack: a pack with no live chunk is deleted (locally and on its
@@ -86,20 +115,24 @@ def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5
     when it lives only on backends and is mostly garbage. The new pack reaches the
     old pack's backends before the old one is deleted anywhere.
 
-    Only packs this node sealed (`Index.owns`) are deleted or rewritten on backends;
-    an unreferenced pack sealed by another node (known by import or location hint)
-    only leaves this node's index (and local cache). Each chunk's references are
-    checked again in the transaction that deletes it, so a chunk that gained one
-    since the scan is kept. Temp files and orphan pack files are swept only once
-    older than GRACE_S. Runs under the exclusive home lock: no put, import, daemon
-    or other writer of this home is in flight.
+    Only packs this node sealed (`Index.owns`) are rewritten; an unreferenced pack
+    sealed by another node (known by import or location hint) only leaves this
+    node's index (and local cache). A pack this node sealed and dropped (or replaced
+    by its rewrite) leaves the local store at once and the backends through the
+    shared phase (collect.py): marked, then deleted once every node using the
+    backend has published an index state newer than the mark that does not
+    reference it, and the mark is `grace_s` old. Each chunk's references are checked
+    again in the transaction that deletes it, so a chunk that gained one since the
+    scan is kept. Temp files and orphan pack files are swept only once older than
+    `grace_s`. Runs under the exclusive home lock: no put, import, daemon or other
+    writer of this home is in flight. `now` (seconds) is for tests.
     """
     rep = GcReport(dry_run=dry_run)
     with HomeLock(cloud.home, exclusive=True):
         sc = _scan(cloud, rep)
-        now = time.time()
+        now = time.time() if now is None else now
         for f in cloud.home.tmp_dir.iterdir():
-            if _old(f, now):
+            if _old(f, now, grace_s):
                 rep.temp_files += 1
                 if not dry_run:
                     f.unlink(missing_ok=True)
@@ -126,28 +159,81 @@ def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5
                 rep.packs_deleted += 1
                 rep.bytes_freed += sc.packs[pid].size if pid in sc.owned else 0
         else:
-            for pid in _drop_empty_packs(cloud, empty):
-                prec = sc.packs[pid]
+            for pid in _drop_empty_packs(cloud, empty, sc.owned, sc.packs):
                 rep.packs_deleted += 1
                 if pid in sc.owned:
-                    rep.bytes_freed += prec.size
-                    delete_pack_everywhere(cloud, pid, prec.locations)
-                else:
-                    cloud.local.delete(pid)  # our cached copy only; the backends' stay
-            _sweep_orphans(cloud, now)
+                    rep.bytes_freed += sc.packs[pid].size
+                cloud.local.delete(pid)  # the backends' copies wait for the shared phase
+            _sweep_orphans(cloud, now, grace_s)
             if cloud.hub is not None:  # temp objects of cancelled or crashed uploads
                 for b in cloud.hub.backends.values():
                     try:
-                        cloud.hub.run(b.sweep_temp, GRACE_S)
+                        cloud.hub.run(b.sweep_temp, grace_s)
                     except Exception:  # an unreachable backend is swept next time
                         pass
+        _shared(cloud, rep, grace_s, dry_run, now)
     return rep
 
 
-def _drop_empty_packs(cloud: Cloud, candidates: list[bytes]) -> list[bytes]:
+def _shared(cloud: Cloud, rep: GcReport, grace_s: float, dry_run: bool, now: float) -> None:
+    """The shared phase, with this node's index state published on every backend after it:
+    the drops just made, and (while marks wait) a state newer than the marks. When this
+    pass left marks, a second pass acts on those the publication made ready (a node alone
+    on its backends deletes what it dropped in one run). docs/gc.md."""
+    if cloud.hub is None:
+        return
+    passes = [collect(cloud, grace_s, dry_run, now)]
+    if not dry_run:
+        if passes[0].abandoned:
+            _move_off(cloud, rep, passes[0].abandoned)
+        _publish(cloud, rep, passes[0].marks_present)
+        if passes[0].marks_present:
+            passes.append(collect(cloud, grace_s, dry_run, now))
+            if passes[-1].marked or passes[-1].confirmed:
+                _publish(cloud, rep, True)
+    last = passes[-1]
+    rep.marked = sum(c.marked for c in passes)
+    rep.marks_confirmed = sum(c.confirmed for c in passes)
+    rep.marks_cancelled = sum(c.cancelled for c in passes)
+    rep.remote_deleted = sum(c.deleted for c in passes)
+    rep.remote_bytes_freed = sum(c.bytes_deleted for c in passes)
+    rep.marks_waiting, rep.waiting_for = last.waiting, last.waiting_for
+    rep.errors.extend(e for c in passes for e in c.errors)
+
+
+def _move_off(cloud: Cloud, rep: GcReport, pids: set[bytes]) -> None:
+    """Stop using packs that another node sealed and has dropped (marked): their live chunks
+    are copied as they are into a new pack of this node's, and the old record is dropped
+    (never the pack itself: its owner's mark deletes it once no node uses it)."""
+    sc = _scan(cloud, GcReport())
+    gone = []
+    for pid in sorted(pids):
+        prec = sc.packs.get(pid)
+        if prec is None or pid in sc.owned:
+            continue
+        alive = sc.live.get(pid, [])
+        if not alive:
+            gone.append(pid)
+        elif _repack(cloud, pid, prec, alive, sc.dead.get(pid, []), owned=False):
+            rep.packs_moved += 1
+    for pid in _drop_empty_packs(cloud, gone, set(), sc.packs):
+        rep.packs_moved += 1
+        cloud.local.delete(pid)
+
+
+def _publish(cloud: Cloud, rep: GcReport, force: bool) -> None:
+    try:
+        indexlog.save(cloud, publish=force)
+    except StorageError as e:
+        rep.errors.append(str(e))
+
+
+def _drop_empty_packs(cloud: Cloud, candidates: list[bytes], owned: set[bytes],
+                      packs: dict[bytes, PackRecord]) -> list[bytes]:
     """Drop the records of packs that had no live chunk at the scan, in one transaction that
     looks at every chunk record again: a pack one of whose chunks gained a reference since (or
-    a new chunk record with one) is kept. Returns the packs dropped."""
+    a new chunk record with one) is kept. The backend copies of owned packs dropped are
+    remembered for the shared phase in the same transaction. Returns the packs dropped."""
     if not candidates:
         return []
     idx = cloud.index
@@ -164,6 +250,9 @@ def _drop_empty_packs(cloud: Cloud, candidates: list[bytes]) -> list[bytes]:
         for pid in gone:
             for cid in chunks.get(pid, ()):
                 idx.delete_chunk(txn, cid)
+            if pid in owned:
+                cur = idx.get_pack(pid, txn) or packs[pid]
+                queue_drops(cloud, txn, pid, cur.size, cur.locations)
             idx.delete_pack(txn, pid)
             for p, b in [(p, b) for p, b in idx.iter_uploads(txn) if p == pid]:
                 idx.dequeue_upload(txn, p, b)
@@ -194,8 +283,12 @@ def delete_pack_everywhere(cloud: Cloud, pid: bytes, backends: Iterable[str] | N
 
 
 def _repack(cloud: Cloud, pid: bytes, prec: PackRecord, live: list[tuple[bytes, ChunkRecord]],
-            dead: list[bytes]) -> bool:
-    """Rewrite a pack with its live objects; False (nothing changed) if that is not possible now."""
+            dead: list[bytes], owned: bool = True) -> bool:
+    """Rewrite a pack with its live objects; False (nothing changed) if that is not possible now.
+
+    The new pack is this node's. The old one leaves this node's index and local store; if
+    this node `owned` it, its backend copies go through the shared phase (other nodes may
+    still use them), else they are left to their owner."""
     idx = cloud.index
     here = prec.local and cloud.local.has(pid)
     whole = None if here else good_copy(cloud, pid, avoid="")
@@ -254,17 +347,21 @@ def _repack(cloud: Cloud, pid: bytes, prec: PackRecord, live: list[tuple[bytes, 
                 idx.queue_upload(txn, sealed.pack_id, b)
             for p, b in [(p, b) for p, b in idx.iter_uploads(txn) if p == pid]:
                 idx.dequeue_upload(txn, p, b)
+            cur_pack = idx.get_pack(pid, txn)
+            assert cur_pack is not None
+            if owned:  # other nodes may use it: deleted on the backends by the shared phase
+                queue_drops(cloud, txn, pid, cur_pack.size, cur_pack.locations)
             idx.delete_pack(txn, pid)
     except _Changed:
         delete_pack_everywhere(cloud, sealed.pack_id, placed)  # ours, never referenced
         return False
-    delete_pack_everywhere(cloud, pid, prec.locations)
+    cloud.local.delete(pid)
     return True
 
 
-def _sweep_orphans(cloud: Cloud, now: float) -> None:
+def _sweep_orphans(cloud: Cloud, now: float, grace_s: float = GRACE_S) -> None:
     """Delete local pack files the index does not know (left by a crash before commit) once
-    older than GRACE_S: a younger one may be a writer's pack about to be committed."""
+    older than `grace_s`: a younger one may be a writer's pack about to be committed."""
     idx = cloud.index
     with idx.read() as txn:
         for sub in cloud.home.packs_dir.iterdir():
@@ -273,7 +370,8 @@ def _sweep_orphans(cloud: Cloud, now: float) -> None:
                     pid = bytes.fromhex(f.name)
                 except ValueError:
                     continue
-                if len(pid) == 32 and txn.get(pid, db=idx.db["packs"]) is None and _old(f, now):
+                if len(pid) == 32 and txn.get(pid, db=idx.db["packs"]) is None \
+                        and _old(f, now, grace_s):
                     f.unlink(missing_ok=True)
 
 

@@ -14,11 +14,20 @@ that loop; no "mosaic-backends" helper loop is started in this process. Nothing
 that writes LMDB or fsyncs a file runs on the loop's thread: those calls go
 through `trio.to_thread.run_sync`. The loop itself only does small point reads
 (`is_trusted` during a handshake).
+
+What one peer can cost is bounded: its outbox (messages queued for it) has a
+high-water mark, and a peer above it (one that sends and never reads) is
+disconnected; pings are answered on the loop, without a thread hop or the store
+lock. A page of entries the store refuses (bad signature, our own origin, a clock
+too far ahead, an entry that cannot be applied) is logged and the session goes on;
+a session that ends in an error makes the dialer back off. Wanted chunks rotate
+through `WantQueue` (wantq.py), so chunks no peer has never stop the others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -32,7 +41,8 @@ from pathlib import Path
 import trio
 
 from mosaic.protocol.errors import ProtocolError
-from mosaic.protocol.messages import ChunkData, ChunkMissing, WantChunks
+from mosaic.protocol.messages import Ack, ChunkData, ChunkMissing, Ping, Pong, Records, WantChunks
+from mosaic.protocol.records import size_bound
 from mosaic.protocol.sync import SessionState, SyncSession
 
 from ..cloud.cache import pinned_not_local, warm
@@ -40,6 +50,7 @@ from ..cloud.cloud import Cloud
 from ..cloud.credentials import load_secrets
 from ..cloud.hub import BackendHub, HubClosed
 from ..cloud.uploads import upload_pending
+from ..errors import BusyError, MosaicError, UsageError
 from ..store.atomic import atomic_write
 from ..store.home import HomeLock
 from ..store.store import Store
@@ -48,7 +59,9 @@ from .engine import Engine
 from .events import EventBus
 from .fetch import read_object, store_objects
 from .identity import Identity
+from .peerauth import TransportError
 from .peers import Peers
+from .wantq import WantQueue
 
 log = logging.getLogger("mosaic.daemon")
 
@@ -57,7 +70,16 @@ ANTI_ENTROPY_S = 30.0
 PINS_S = 30.0  # pinned files that are not local are fetched at start and this often
 UPLOAD_S = 5.0  # upload rounds at least this often (sooner after chunks arrive from a peer)
 FETCH_BATCH = 1024
+FETCH_ORIGIN_SHARE = FETCH_BATCH // 4  # one origin's share of a batch (filled up if others lack)
 STORE_BATCH_BYTES = 8 << 20
+SESSION_BACKOFF_MAX_S = 60.0  # a peer whose sessions keep failing is dialled at most this seldom
+SESSION_OK_S = 30.0  # a session that lasted this long resets the back-off, however it ended
+LAG_NOTE_S = 1.0  # how often a session records the peer's lag at most
+LOG_REJECTIONS = 20  # refused pages logged per session (then every 100th)
+
+
+class PeerTooSlow(Exception):
+    """The peer does not read what we send it: its outbox passed the high-water mark."""
 
 
 @dataclass
@@ -72,6 +94,9 @@ class _Live:
     lock: trio.Lock = field(default_factory=trio.Lock)
     outgoing: bool = False
     scope: trio.CancelScope | None = None
+    logged_rejections: int = 0
+    lag_noted: float = 0.0
+    failed: bool = False  # the session ended in an error (the dialer backs off)
 
     async def call(self, fn, *args, thread: bool = False):
         """Call a session method, in a worker thread when it touches the store."""
@@ -89,20 +114,36 @@ class _Outbox:
     bulk senders wait for room instead.
     """
 
-    HIGH = 8 << 20
+    HIGH = 8 << 20  # bulk senders (chunk replies) wait below this
+    HIGH_MSGS = 4096  # ... and below this many queued messages
+    LIMIT = 64 << 20  # above this (bytes, estimated) the peer is cut off
+    LIMIT_MSGS = 20_000  # ... or above this many queued messages (a flood of small answers)
 
     def __init__(self) -> None:
         self.send_ch, self.recv_ch = trio.open_memory_channel(math.inf)
         self.queued = 0
+        self.count = 0
         self.room = trio.Event()
         self.room.set()
 
+    @staticmethod
+    def weight(m: object) -> int:
+        """Estimated bytes of a queued message."""
+        if isinstance(m, Records):
+            return 64 + sum(size_bound(e.record) for e in m.entries)
+        return len(getattr(m, "blob", b"")) + 64
+
     def put(self, msgs: list) -> None:
+        """Queue messages; PeerTooSlow if the peer is above the high-water mark."""
         for m in msgs:
-            n = len(getattr(m, "blob", b"")) + 64
+            n = self.weight(m)
             self.queued += n
+            self.count += 1
             self.send_ch.send_nowait((m, n))
-        if self.queued > self.HIGH and self.room.is_set():
+        if self.queued > self.LIMIT or self.count > self.LIMIT_MSGS:
+            raise PeerTooSlow(f"peer does not read: {self.count} messages "
+                              f"({self.queued >> 20} MiB) queued for it")
+        if (self.queued > self.HIGH or self.count > self.HIGH_MSGS) and self.room.is_set():
             self.room = trio.Event()
 
     async def wait_room(self) -> None:
@@ -113,7 +154,8 @@ class _Outbox:
         async for m, n in self.recv_ch:
             await conn.send(m)
             self.queued -= n
-            if self.queued <= self.HIGH // 2:
+            self.count -= 1
+            if self.queued <= self.HIGH // 2 and self.count <= self.HIGH_MSGS // 2:
                 self.room.set()
 
 
@@ -168,6 +210,8 @@ class Daemon:
         self.upload_soon = trio.Event()
         self.events = EventBus()
         self.engine: Engine | None = None  # the verbs, for faces served inside the daemon
+        self.wants = WantQueue()
+        self.summary_now: dict[bytes, int] = {}  # the log vector, as last polled
 
     # ---- trust --------------------------------------------------------------
     def is_trusted(self, peer_id: bytes) -> bool:
@@ -175,8 +219,9 @@ class Daemon:
         return self.peers.get(peer_id) is not None
 
     # ---- sessions -----------------------------------------------------------
-    async def run_session(self, conn, outgoing: bool = False) -> None:
-        """Sync with one authenticated peer until either side goes away.
+    async def run_session(self, conn, outgoing: bool = False) -> bool:
+        """Sync with one authenticated peer until either side goes away; False if the
+        session ended in an error (the dialer then backs off).
 
         Two nodes that dial each other at once end up with two connections; both
         keep the one dialled by the node with the smaller ID and drop the other.
@@ -188,14 +233,22 @@ class Daemon:
             other_dialer = self.identity.node_id if other.outgoing else peer
             if this_dialer != keeper_dialer and other_dialer == keeper_dialer:
                 await conn.aclose()  # the other connection is the one both sides keep
-                return
+                return True
             if other.scope is not None:
                 other.scope.cancel()
+        cert = getattr(conn, "peer_cert", b"")
+        if cert:  # trusted (peer add) and met: vouch for it, so every node learns its key
+            try:
+                async with self.db_lock:
+                    await trio.to_thread.run_sync(replica.vouch, self.cloud.index, cert)
+            except ValueError as e:
+                log.warning("peer %s: cannot vouch for it: %s", peer.hex()[:16], e)
         session = SyncSession(self.identity.node_id, self.sync_store, expected_peer_id=peer,
                               capabilities=(self.cap,), software="mosaic/0.1")
         live = _Live(peer, session, outgoing=outgoing)
         key = id(live)
         self.live[key] = live
+        self.wants.peer_joined()
         out = _Outbox()
 
         async def send(msgs: list) -> None:
@@ -216,28 +269,41 @@ class Daemon:
                 n.start_soon(self._pusher, live, send)
                 n.start_soon(self._fetcher, live, send)
         except Exception as e:  # one peer's failure never stops the daemon
+            # the peer went away (closed, reset): a normal end; anything else is an error
+            live.failed = (_find(e, ProtocolError) is not None or _find(e, PeerTooSlow) is not None
+                           or _find(e, TransportError) is None)
             log.warning("peer %s: connection closed: %s", peer.hex()[:16], _describe(e))
             err = _protocol_error(e)
-            if err is not None:  # tell the peer why, if the connection still takes it
+            if err is not None or _find(e, PeerTooSlow) is not None:
+                # tell the peer why, if the connection still takes it
+                reason = str(err if err is not None else _find(e, PeerTooSlow))
                 with trio.move_on_after(2), contextlib.suppress(Exception):
-                    for m in session.close(str(err)[:200]):
+                    for m in session.close(reason[:200]):
                         await conn.send(m)
         finally:
             self.live.pop(key, None)
+            self.wants.peer_left(peer)
             # a connection that replaced this one may be up already
             still = any(x.peer_id == peer for x in self.live.values())
             self.notes.note(peer, Peers.seen_fields(connected=still))
             self.events.publish("peer", peer=peer.hex(), connected=still)
             with trio.CancelScope(shield=True):
                 await conn.aclose()
+        return not live.failed
 
     async def _reader(self, conn, live: _Live, send, wants, scope: trio.CancelScope) -> None:
         """Read every frame; never block on serving the peer's requests (that is `_server`)."""
         session = live.session
         pending: list[tuple[bytes, bytes]] = []
         pending_bytes = 0
+        lacking: list[bytes] = []
         while True:
             msg = await conn.receive()
+            if isinstance(msg, Ping | Pong):
+                # answered at once, on the loop: no thread hop, no lock (the handlers touch
+                # only the session's ping nonces), so a flood costs no more than its Pongs
+                await send(session.receive(msg))
+                continue
             if isinstance(msg, WantChunks):
                 await send(await live.call(session.receive, msg))
                 await wants.send(msg)
@@ -248,6 +314,12 @@ class Daemon:
                 if isinstance(msg, ChunkData):
                     pending.append((msg.chunk_id, msg.blob))
                     pending_bytes += len(msg.blob)
+                    self.wants.arrived(msg.chunk_id)
+                else:
+                    connected = {x.peer_id for x in self.live.values()
+                                 if x.session.state in (SessionState.SYNCING, SessionState.IDLE)}
+                    if self.wants.lacked(msg.chunk_id, live.peer_id, connected):
+                        lacking.append(msg.chunk_id)  # no connected peer has it
                 if pending and (pending_bytes >= STORE_BATCH_BYTES or not live.requested):
                     batch, pending, pending_bytes = pending, [], 0
                     async with self.db_lock:
@@ -257,11 +329,25 @@ class Daemon:
                     if stored:
                         self.upload_soon.set()  # the new pack is queued for the backends
                     self._changed()
+                if lacking and not live.requested:
+                    batch_l, lacking = lacking, []
+                    async with self.db_lock:
+                        gone = await trio.to_thread.run_sync(replica.expire_wanted,
+                                                             self.cloud.index, batch_l)
+                    if gone:
+                        log.info("%d wanted chunks expired: no node holds their files", gone)
+                        for cid in batch_l:
+                            self.wants.arrived(cid)
                 if not live.requested:
                     live.fetch_more.set()
                 continue
+            if isinstance(msg, Ack):  # no store write: on the loop, under the session lock
+                await send(await live.call(session.receive, msg))
+                self._note_lag(live)
+                continue
             async with self.db_lock:
                 out = await live.call(session.receive, msg, thread=True)
+            self._log_rejections(live)
             if session.peer is not None and self.cap not in session.peer.capabilities:
                 log.warning("peer %s uses another key; closing", live.peer_id.hex()[:16])
                 await send(await live.call(session.close, "different key"))
@@ -272,6 +358,25 @@ class Daemon:
             if session.state is SessionState.CLOSED:
                 scope.cancel()
                 return
+
+    def _log_rejections(self, live: _Live) -> None:
+        """Log the pages the store refused (a few per session, then every 100th)."""
+        rej = live.session.rejections
+        while rej:
+            origin, r = rej.popleft()
+            live.logged_rejections += 1
+            n = live.logged_rejections
+            if n <= LOG_REJECTIONS or n % 100 == 0:
+                log.warning("peer %s: refused entries of %s from seq %d: %s (%d refused pages)",
+                            live.peer_id.hex()[:16], origin.hex()[:16], r.seq, r.reason, n)
+
+    def _note_lag(self, live: _Live, force: bool = False) -> None:
+        """Record how many of our entries the peer has not acknowledged (throttled)."""
+        now = time.monotonic()
+        lag = live.session.unacknowledged(self.summary_now)
+        if force or lag == 0 or now - live.lag_noted >= LAG_NOTE_S:
+            live.lag_noted = now
+            self.notes.note(live.peer_id, Peers.lag_fields(lag))
 
     async def _server(self, live: _Live, send, wants, out: _Outbox) -> None:
         """Answer the peer's chunk requests beside the reader, pacing on the outbox."""
@@ -286,27 +391,29 @@ class Daemon:
             with trio.move_on_after(ANTI_ENTROPY_S):
                 await live.changed.wait()
             live.changed = trio.Event()
-            mine = await trio.to_thread.run_sync(self.sync_store.summary)
-            claims = live.session.peer_claims
-            lag = sum(max(0, s - claims.get(o, 0)) for o, s in mine.items())
-            self.notes.note(live.peer_id, Peers.lag_fields(lag))
             if live.session.state in (SessionState.SYNCING, SessionState.IDLE):
                 async with self.db_lock:
                     out = await live.call(live.session.local_changed, thread=True)
                 await send(out)
+            self._note_lag(live, force=True)
 
     async def _fetcher(self, live: _Live, send) -> None:
-        """Ask the peer for chunks this node wants, one request at a time, back to back."""
+        """Ask the peer for chunks this node wants, one request at a time, back to back.
+
+        The batch comes from the rotating queue (WantQueue + replica.wanted_chunks): what
+        other sessions asked for, what backs off and what this peer said it lacks are
+        passed over, and one origin's share of a batch is capped."""
         while True:
             with trio.move_on_after(POLL_S * 5):
                 await live.fetch_more.wait()
             live.fetch_more = trio.Event()
             if live.session.state not in (SessionState.SYNCING, SessionState.IDLE) or live.requested:
                 continue
-            wanted = await trio.to_thread.run_sync(replica.wanted_chunks, self.cloud.index, FETCH_BATCH)
-            others = set().union(*(x.requested for x in self.live.values() if x is not live))
-            ids = [c for c in wanted if c not in others]
+            ids, cursor = await trio.to_thread.run_sync(functools.partial(
+                replica.wanted_chunks, self.cloud.index, FETCH_BATCH, after=self.wants.cursor,
+                skip=self.wants.skip_for(live.peer_id), origin_share=FETCH_ORIGIN_SHARE))
             if ids:
+                self.wants.asked(live.peer_id, ids, cursor)
                 live.requested |= set(ids)
                 await send(await live.call(live.session.want_chunks, ids))
 
@@ -320,6 +427,7 @@ class Daemon:
         last = None
         while True:
             cur = await trio.to_thread.run_sync(self.sync_store.summary)
+            self.summary_now = cur
             if cur != last:
                 if last is not None:
                     self.events.publish("changed")
@@ -336,11 +444,20 @@ class Daemon:
             while True:
                 known = await trio.to_thread.run_sync(self.peers.all)
                 now = time.monotonic()
+                for x in list(self.live.values()):  # `peer rm`: close its connection now
+                    if x.peer_id not in known and x.scope is not None:
+                        log.info("peer %s was removed; closing its connection", x.peer_id.hex()[:16])
+                        x.scope.cancel()
                 connected = {x.peer_id for x in self.live.values()}
                 for peer_id, rec in known.items():
                     if not rec.get("addr") or peer_id in connected or next_try.get(peer_id, 0) > now:
                         continue
-                    host, port = split_addr(rec["addr"])
+                    try:
+                        host, port = split_addr(rec["addr"])
+                    except UsageError as e:
+                        self.notes.note(peer_id, Peers.error_fields(str(e)))
+                        next_try[peer_id] = now + 3600
+                        continue
 
                     async def attempt(peer_id: bytes = peer_id, host: str = host, port: int = port) -> None:
                         try:
@@ -351,9 +468,13 @@ class Daemon:
                             next_try[peer_id] = time.monotonic() + b
                             self.notes.note(peer_id, Peers.error_fields(str(e)))
                             return
-                        backoff[peer_id] = 0.5
-                        await self.run_session(conn, outgoing=True)
-                        next_try[peer_id] = time.monotonic() + 0.5
+                        began = time.monotonic()
+                        ok = await self.run_session(conn, outgoing=True)
+                        # a session that ended in an error soon backs off like a failed dial
+                        ok = ok or time.monotonic() - began > SESSION_OK_S
+                        b = 0.5 if ok else min(backoff.get(peer_id, 0.5) * 2, SESSION_BACKOFF_MAX_S)
+                        backoff[peer_id] = b
+                        next_try[peer_id] = time.monotonic() + b
 
                     next_try[peer_id] = now + 3600  # until the attempt finishes
                     n.start_soon(attempt)
@@ -404,11 +525,17 @@ class Daemon:
 
 def _protocol_error(e: BaseException) -> ProtocolError | None:
     """The ProtocolError inside a (possibly grouped) exception, if any."""
-    if isinstance(e, ProtocolError):
+    found = _find(e, ProtocolError)
+    return found if isinstance(found, ProtocolError) else None
+
+
+def _find(e: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` inside a (possibly grouped) exception, if any."""
+    if isinstance(e, kind):
         return e
     if isinstance(e, BaseExceptionGroup):
         for x in e.exceptions:
-            found = _protocol_error(x)
+            found = _find(x, kind)
             if found is not None:
                 return found
     return None
@@ -424,11 +551,20 @@ def _describe(e: BaseException) -> str:
     return f"{kind}: {e}"
 
 
+class BadAddress(UsageError, ValueError):
+    """An address that is not HOST:PORT with a port in 0..65535 (exit 2)."""
+
+
+class CannotListen(BusyError):
+    """`serve` cannot listen: the address is in use (exit 7) or cannot be bound here."""
+
+
 def split_addr(addr: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port)."""
+    """`host:port` or `[v6]:port` -> (host, port); BadAddress (exit 2) otherwise."""
     host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    if not host or not port.isdigit() or len(port) > 5 or int(port) > 65535:
+        shown = addr if len(addr) <= 80 else addr[:77] + "..."
+        raise BadAddress(f"expected HOST:PORT with a port in 0..65535, got {shown!r}")
     return host.strip("[]"), int(port)
 
 
@@ -439,7 +575,22 @@ Service = Callable[..., Awaitable[None]]
 
 async def main(home: Path, listen: str, passphrase: str | None,
                services: Sequence[Service] = ()) -> None:
-    """Run the daemon (and the faces in `services`) until SIGTERM or SIGINT."""
+    """Run the daemon (and the faces in `services`) until SIGTERM or SIGINT.
+
+    Errors a user can meet are MosaicErrors with one line and their exit code: a bad
+    address (BadAddress, 2), a daemon already running on this home (BusyError, 7), an
+    address in use (CannotListen, 7)."""
+    try:
+        await _main(home, listen, passphrase, services)
+    except BaseExceptionGroup as eg:  # nurseries group what their tasks raise
+        found = _find(eg, MosaicError)
+        if found is not None:
+            raise found from None
+        raise
+
+
+async def _main(home: Path, listen: str, passphrase: str | None,
+                services: Sequence[Service]) -> None:
     host, port = split_addr(listen)
     store = await trio.to_thread.run_sync(lambda: Store.open(home, passphrase=passphrase))
     try:
@@ -448,6 +599,8 @@ async def main(home: Path, listen: str, passphrase: str | None,
         with HomeLock(store.home, exclusive=False, daemon=True):
             replica.install(store.index)
             identity = await trio.to_thread.run_sync(Identity.load_or_create, store.home.root)
+            replica.use_identity(store.index, identity)
+            await trio.to_thread.run_sync(replica.upgrade, store.index)
             await trio.to_thread.run_sync(replica.enable, store.index, identity.node_id)
             secrets = await trio.to_thread.run_sync(load_secrets, store.home, store.keys)
             async with BackendHub.running(store.config.backends, secrets) as hub:
@@ -473,7 +626,12 @@ async def _serve(d: Daemon, hub: BackendHub, services: Sequence[Service] = ()) -
     host, port = d.listen
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as n:
-            listeners = await n.start(serve, d.identity, host, port, d.is_trusted, d.run_session)
+            try:
+                listeners = await n.start(serve, d.identity, host, port, d.is_trusted,
+                                          d.run_session)
+            except OSError as e:
+                what = e.strerror or str(e)
+                raise CannotListen(f"cannot listen on {host}:{port}: {what}") from None
             bound = listeners[0].socket.getsockname() if listeners else (host, port)
             d.listen = (host, bound[1])
             n.start_soon(d.notes.writer)

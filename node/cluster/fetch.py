@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 
 def read_object(cloud: Cloud, cid: bytes) -> bytes | None:
-    """The stored (encrypted) object of a chunk, from the local store or a backend; None if absent."""
+    """The stored (encrypted) object of a chunk, from the local store or a backend; None if
+    absent. A chunk known only from a location hint that no backend could give is wanted
+    from peers from then on."""
     r = cloud.index.get_chunk(cid)
     if r is None:
         return None
@@ -31,6 +33,9 @@ def read_object(cloud: Cloud, cid: bytes) -> bytes | None:
             pass
     for blob, _ in cloud.remote_copies(r.pack_id, r.offset, r.stored_len):
         return blob
+    # Known only from a location hint and no backend gave it: want it from peers instead
+    # (replica.want_again leaves chunks of packs this node sealed alone).
+    replica.want_again(cloud.index, [cid])
     return None
 
 
@@ -47,14 +52,16 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
         lengths = {}
         for cid, _ in objects:
             v = txn.get(cid, db=idx.db["wanted"])
-            if v is not None:
-                lengths[cid] = int.from_bytes(v, "little")
+            # not asked for, or here already (a record from a hint we could not read is replaced)
+            if v is not None and (idx.get_chunk(cid, txn) is None
+                                  or replica.hinted_only(idx, txn, cid)):
+                lengths[cid] = int.from_bytes(v[:4], "little")
     good: list[tuple[bytes, bytes, int]] = []
     errors = []
     for cid, blob in objects:
         n = lengths.get(cid)
-        if n is None or idx.has_chunk(cid):
-            continue  # not asked for, or already here
+        if n is None:
+            continue
         try:
             codec.decode(cloud.keys.chunk_enc, cloud.keys.chunk_id, cid, blob, n, where="peer")
         except IntegrityError as e:
@@ -76,8 +83,11 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
         idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(sealed.size, len(sealed.entries),
                                                              owner=cloud.config.node_tag))
         for e in sealed.entries:
+            old = idx.get_chunk(e.chunk_id, txn)
+            if old is not None and not replica.hinted_only(idx, txn, e.chunk_id):
+                continue  # stored meanwhile (another batch, a put)
             idx.put_chunk(txn, e.chunk_id, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
-                                                       e.plain_len, 0), overwrite=False)
+                                                       e.plain_len, old.refcount if old else 0))
         if copies:
             for b in choose(list(cloud.backend_spaces().values()), sealed.size, copies):
                 idx.queue_upload(txn, sealed.pack_id, b)

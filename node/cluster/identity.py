@@ -28,6 +28,7 @@ import os
 import re
 from pathlib import Path
 
+import nacl.signing
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -162,6 +163,11 @@ class Identity:
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw) != _raw_public(key):
             raise IdentityError("the certificate does not belong to the private key")
         self._key = key
+        # the same key in libsodium, which signs faster (Ed25519 signatures are deterministic:
+        # both give the same bytes)
+        self._signer = nacl.signing.SigningKey(key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption()))
         self.cert_der = cert_der
         self.node_id = node_id_from_cert(cert_der)
         self.node_id_str = format_node_id(self.node_id)
@@ -183,7 +189,7 @@ class Identity:
 
     def sign(self, data: bytes) -> bytes:
         """A 64-byte Ed25519 signature over `data` (callers add their own domain prefix)."""
-        return self._key.sign(data)
+        return self._signer.sign(data).signature
 
     @classmethod
     def load_or_create(cls, home_root: Path) -> Identity:

@@ -212,9 +212,11 @@ class PeerConnection(trio.abc.AsyncResource):
     """
 
     def __init__(self, stream: trio.SSLStream, peer_id: bytes, local_id: bytes,
-                 max_frame_size: int = MAX_FRAME_SIZE):
+                 max_frame_size: int = MAX_FRAME_SIZE, peer_cert: bytes = b""):
         self._stream = stream
         self._peer_id = peer_id
+        #: the peer's certificate (DER), whose SHA-256 is `peer_id` (its signing key)
+        self.peer_cert = peer_cert
         self._local_id = local_id
         self._decoder = FrameDecoder(max_frame_size)
         self._pending: deque[bytes] = deque()
@@ -291,7 +293,7 @@ async def connect(identity: Identity, host: str, port: int, expected_peer_id: by
             except OSError as e:
                 raise ConnectError(f"cannot connect to {host}:{port}: {e}") from e
             stream = trio.SSLStream(tcp, _client_context(), server_hostname=None)
-            await _client_handshake(identity, stream, expected)
+            cert = await _client_handshake(identity, stream, expected)
         ok = True
     except trio.TooSlowError:
         if stream is None:
@@ -301,10 +303,11 @@ async def connect(identity: Identity, host: str, port: int, expected_peer_id: by
         if not ok and stream is not None:
             await trio.aclose_forcefully(stream)
     assert stream is not None
-    return PeerConnection(stream, expected, identity.node_id, max_frame_size)
+    return PeerConnection(stream, expected, identity.node_id, max_frame_size, cert)
 
 
-async def _client_handshake(identity: Identity, stream: trio.SSLStream, expected: bytes) -> None:
+async def _client_handshake(identity: Identity, stream: trio.SSLStream, expected: bytes) -> bytes:
+    """The client side of the handshake; returns the server's certificate (DER)."""
     try:
         await stream.do_handshake()
     except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -331,6 +334,7 @@ async def _client_handshake(identity: Identity, stream: trio.SSLStream, expected
         raise Refused(f"server refused us: {verdict.reason[:200]!r}")
     if not isinstance(verdict, AuthOk):
         raise AuthError(f"expected AuthOk, got {type(verdict).__name__}")
+    return der
 
 
 async def accept(identity: Identity, tcp_stream: trio.abc.Stream,
@@ -381,7 +385,7 @@ async def accept(identity: Identity, tcp_stream: trio.abc.Stream,
     finally:
         if not ok:
             await trio.aclose_forcefully(stream)
-    return PeerConnection(stream, peer_id, identity.node_id, max_frame_size)
+    return PeerConnection(stream, peer_id, identity.node_id, max_frame_size, proof.cert_der)
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:

@@ -23,7 +23,16 @@ chunk records) store a few bytes instead of a 32-byte ID. Record layouts
                copies last heard (cloud/indexlog.py); written in the transaction of the change,
                only while meta b"journal" is set (b"N" + BLAKE2b(name) -> number + name for
                a name too long for a key)
+    unverified b"m" + file ID / b"c" + chunk ID -> b""   records this node has not verified
     meta       b"schema", b"next_file", b"next_pack", b"journal_seq" -> counters
+
+Verified records: a manifest or chunk record written by this node's own put (or fetched and
+authenticated) is *verified*; one that arrived by import or sync (`verified=False`) is marked
+in `unverified` until a read on this node authenticates it (restore.py: a chunk that decodes
+under this node's key from the recorded place, a file whose whole-file hash matches). Ingest
+deduplicates against verified chunk records only, and a put's own records replace unverified
+ones (`put_chunk(verified=True)`, `put_verified_manifest`), so a claim nobody checked never
+stands in for content the put holds. Rows written before marks existed count as verified.
 """
 
 from __future__ import annotations
@@ -167,7 +176,9 @@ class Index:
               "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have",
               "wantedby", "namewait",
               # empty folders (store/tree.py), HTTP tokens (cluster/tokens.py), gc marks (cloud/gc.py)
-              "folders", "tokens", "gcmarks")
+              "folders", "tokens", "gcmarks",
+              # records not verified by this node (imported or replicated claims)
+              "unverified")
 
     def __init__(self, path: Path):
         try:
@@ -236,28 +247,61 @@ class Index:
         """Every file ID, sorted."""
         yield from (txn or self.read()).cursor(db=self.db["manifests"]).iternext(values=False)
 
-    def add_manifest(self, txn: lmdb.Transaction, m: Manifest) -> bool:
-        """Add a manifest and take a reference on each distinct chunk; False if it existed.
+    def add_manifest(self, txn: lmdb.Transaction, m: Manifest, verified: bool = True) -> bool:
+        """Add a manifest and take a reference on each distinct chunk; False if it existed
+        (an existing manifest is left as it is).
 
-        Every chunk must already have a record (its pack is durable).
+        Every chunk must already have a record (its pack is durable). `verified=False` (import,
+        sync) marks the new manifest as a claim this node has not checked (see above).
         """
         if txn.get(m.file_id, db=self.db["manifests"]) is not None:
             return False
-        for cid in {c for c, _ in m.chunks}:
-            v = txn.get(cid, db=self.db["chunks"])
-            if v is None:
-                raise StorageError(f"chunk {cid.hex()[:16]} was not stored; put again")
-            row = _unpack(v)
-            row[4] += 1
-            txn.put(cid, _pack(row), db=self.db["chunks"])
+        self._reference(txn, {c for c, _ in m.chunks}, +1)
         no = self.next_counter(txn, b"next_file")
         txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
                 db=self.db["manifests"])
         txn.put(BE64.pack(no), m.file_id, db=self.db["files"], append=True)
+        if not verified:
+            txn.put(b"m" + m.file_id, b"", db=self.db["unverified"])
         self._journal(txn, b"m" + m.file_id)
         if self.repl_origin is not None:
             self._change_log().log_manifest(self, txn, m)
         return True
+
+    def put_verified_manifest(self, txn: lmdb.Transaction, m: Manifest) -> bool:
+        """Record the manifest a put computed from the file's own bytes (its chunks have
+        verified records): added if new; a stored manifest of that file ID with another
+        chunk list is replaced (references move, the file number and names stay); either
+        way the manifest is verified. True if the stored manifest changed."""
+        v = txn.get(m.file_id, db=self.db["manifests"])
+        if v is None:
+            return self.add_manifest(txn, m)
+        no, _, _, table = _unpack(v)
+        new_table = encode_chunk_table(m.chunks)
+        txn.delete(b"m" + m.file_id, db=self.db["unverified"])
+        if table == new_table:
+            return False
+        old, new = {c for c, _ in decode_chunk_table(table)}, {c for c, _ in m.chunks}
+        self._reference(txn, new - old, +1)
+        self._reference(txn, old - new, -1)
+        txn.put(m.file_id, _pack([no, m.size, m.created_ns, new_table]), db=self.db["manifests"])
+        self._journal(txn, b"m" + m.file_id)
+        if self.repl_origin is not None:
+            self._change_log().log_manifest(self, txn, m)
+        return True
+
+    def _reference(self, txn: lmdb.Transaction, cids: Iterable[bytes], delta: int) -> None:
+        """Add `delta` to the refcount of each chunk (a missing record: StorageError when
+        taking a reference, ignored when dropping one)."""
+        for cid in cids:
+            v = txn.get(cid, db=self.db["chunks"])
+            if v is None:
+                if delta > 0:
+                    raise StorageError(f"chunk {cid.hex()[:16]} was not stored; put again")
+                continue
+            row = _unpack(v)
+            row[4] = max(0, row[4] + delta)
+            txn.put(cid, _pack(row), db=self.db["chunks"])
 
     def remove_manifest(self, txn: lmdb.Transaction, fid: bytes) -> bool:
         """Drop a manifest, its names and its chunk references; False if unknown."""
@@ -265,16 +309,12 @@ class Index:
         if v is None:
             return False
         no, _, _, table = _unpack(v)
-        for cid in {c for c, _ in decode_chunk_table(table)}:
-            cv = txn.get(cid, db=self.db["chunks"])
-            if cv is not None:
-                row = _unpack(cv)
-                row[4] = max(0, row[4] - 1)
-                txn.put(cid, _pack(row), db=self.db["chunks"])
+        self._reference(txn, {c for c, _ in decode_chunk_table(table)}, -1)
         names = self.names_of(fid, txn)
         if names:
             self.set_names(txn, [(n, None) for n in names])
         txn.delete(fid, db=self.db["manifests"])
+        txn.delete(b"m" + fid, db=self.db["unverified"])
         txn.delete(BE64.pack(no), db=self.db["files"])
         self._journal(txn, b"m" + fid)
         if self.repl_origin is not None:
@@ -414,18 +454,84 @@ class Index:
         with self.env.begin(db=self.db["chunks"]) as t:
             return t.get(cid) is not None
 
-    def put_chunk(self, txn: lmdb.Transaction, cid: bytes, r: ChunkRecord, overwrite: bool = True) -> bool:
-        """Record a chunk (its pack must have a record); False if it existed and not overwriting."""
+    def put_chunk(self, txn: lmdb.Transaction, cid: bytes, r: ChunkRecord, overwrite: bool = True,
+                  verified: bool | None = None) -> bool:
+        """Record a chunk (its pack must have a record); False if it existed and not overwriting.
+
+        `verified`: True for a copy this node wrote or authenticated itself (it then also
+        replaces an *unverified* record when not overwriting, keeping that record's refcount);
+        False for a claim from an import or a peer (the new record is marked unverified);
+        None keeps an overwritten record's mark and leaves a new record unmarked.
+        """
+        udb = self.db["unverified"]
+        if not overwrite and verified and txn.get(b"c" + cid, db=udb) is not None:
+            v = txn.get(cid, db=self.db["chunks"])
+            if v is not None:
+                r = replace(r, refcount=_unpack(v)[4])
+                overwrite = True
         row = [self._pack_no(txn, r.pack_id), r.offset, r.stored_len, r.plain_len, r.refcount]
         done = txn.put(cid, _pack(row), db=self.db["chunks"], overwrite=overwrite)
         if done:
+            if verified is not None:
+                if verified:
+                    txn.delete(b"c" + cid, db=udb)
+                else:
+                    txn.put(b"c" + cid, b"", db=udb)
             self._journal(txn, b"c" + cid)
         return done
 
     def delete_chunk(self, txn: lmdb.Transaction, cid: bytes) -> None:
         """Drop a chunk record."""
         if txn.delete(cid, db=self.db["chunks"]):
+            txn.delete(b"c" + cid, db=self.db["unverified"])
             self._journal(txn, b"c" + cid)
+
+    # ---- verification marks (see the module's docstring) -------------------
+    def any_unverified(self, txn: lmdb.Transaction | None = None) -> bool:
+        """True if some manifest or chunk record is not verified yet (cheap: a table count)."""
+        if txn is None:
+            with self.read() as t:
+                return t.stat(self.db["unverified"])["entries"] > 0
+        return txn.stat(self.db["unverified"])["entries"] > 0
+
+    def chunk_verified(self, txn: lmdb.Transaction, cid: bytes) -> bool:
+        """True if the chunk has a record and this node has verified it."""
+        return (txn.get(cid, db=self.db["chunks"]) is not None
+                and txn.get(b"c" + cid, db=self.db["unverified"]) is None)
+
+    def manifest_verified(self, txn: lmdb.Transaction, fid: bytes) -> bool:
+        """True if the manifest exists and this node has verified it."""
+        return (txn.get(fid, db=self.db["manifests"]) is not None
+                and txn.get(b"m" + fid, db=self.db["unverified"]) is None)
+
+    def iter_unverified(self, txn: lmdb.Transaction) -> Iterator[tuple[str, bytes]]:
+        """(kind "m" or "c", file or chunk ID) of every record not verified yet."""
+        for k in txn.cursor(db=self.db["unverified"]).iternext(values=False):
+            yield k[:1].decode(), bytes(k[1:])
+
+    def mark_verified(self, txn: lmdb.Transaction, chunks: Iterable[tuple[bytes, ChunkRecord]] = (),
+                      manifests: Iterable[Manifest] = ()) -> int:
+        """Clear the marks of records a read has just authenticated; returns how many.
+
+        Each is cleared only if its record is still the one that was read (a chunk at the
+        same place, a manifest with the same chunk list), so a claim written meanwhile keeps
+        its mark.
+        """
+        udb, done = self.db["unverified"], 0
+        for cid, rec in chunks:
+            if txn.get(b"c" + cid, db=udb) is None:
+                continue
+            cur = self.get_chunk(cid, txn)
+            if cur is not None and (cur.pack_id, cur.offset, cur.stored_len) == (
+                    rec.pack_id, rec.offset, rec.stored_len):
+                done += txn.delete(b"c" + cid, db=udb)
+        for m in manifests:
+            if txn.get(b"m" + m.file_id, db=udb) is None:
+                continue
+            cur_m = self.get_manifest(m.file_id, txn)
+            if cur_m is not None and cur_m.chunks == m.chunks:
+                done += txn.delete(b"m" + m.file_id, db=udb)
+        return done
 
     def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkRecord]]:
         """Every (chunk_id, record)."""

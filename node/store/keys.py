@@ -38,6 +38,7 @@ _CONTEXTS = {
     "chunker_seed": "mosaic 2026-11-21 chunker seed v1",
     "key_id": "mosaic 2026-11-21 key id v1",
     "metadata": "mosaic 2026-11-21 metadata v1",
+    "dump_mac": "mosaic 2026-11-30 manifest dump mac v1",
 }
 
 
@@ -49,6 +50,7 @@ class Keys:
     chunk_enc: bytes
     pack_index: bytes
     metadata: bytes
+    dump_mac: bytes  # keyed BLAKE3 over `export` dumps (protocol/manifest_json.py)
     chunker_seed: int
     key_id: str
 
@@ -70,6 +72,7 @@ def derive_keys(master: bytes) -> Keys:
         chunk_enc=d("chunk_enc"),
         pack_index=d("pack_index"),
         metadata=d("metadata"),
+        dump_mac=d("dump_mac"),
         chunker_seed=seed,
         key_id=d("key_id", 8).hex(),
     )

@@ -4,14 +4,20 @@ Every chunk is authenticated and ID-checked on the way out; a full read also
 checks the whole-file BLAKE3. A corrupt local copy is not the end: every other
 copy (each backend holding the pack) is tried before the read fails, and the
 error names the chunk and every place it came from.
+
+A read is also how records that arrived by import or sync become verified
+(store/index.py): a chunk that decoded from its recorded place, and a file whose
+whole-file hash matched, lose their "unverified" mark (`note_verified`: a write
+transaction only when a record just read carries a mark).
 """
 
 from __future__ import annotations
 
 import bisect
 import io
+import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -19,6 +25,8 @@ from ..errors import IntegrityError, NotFoundError, StorageError
 from . import codec
 from .index import ChunkRecord, Manifest
 from .outfile import write_all, write_parts
+
+log = logging.getLogger("mosaic")
 
 if TYPE_CHECKING:
     import lmdb
@@ -90,8 +98,35 @@ def _read_run(store: Store, pid: bytes, start: int, length: int
     return None, None, ""
 
 
+def note_verified(store: Store, items: Sequence[Item] = (), manifests: Sequence[Manifest] = ()
+                  ) -> None:
+    """Clear the "unverified" marks of chunks just decoded and files just hash-checked.
+
+    Costs one table count when nothing is unverified (the common case), and a write
+    transaction only when a record of this read is marked. A failure to write is logged,
+    never raised: the read itself succeeded.
+    """
+    idx = store.index
+    if not (items or manifests):
+        return
+    with idx.read() as txn:  # the write lock only when some record of this read is marked
+        if not idx.any_unverified(txn):
+            return
+        chunks = [(cid, r) for cid, _, r in items if not idx.chunk_verified(txn, cid)]
+        files = [m for m in manifests if not idx.manifest_verified(txn, m.file_id)]
+    if not (chunks or files):
+        return
+    try:
+        with idx.write() as txn:
+            idx.mark_verified(txn, chunks, files)
+    except StorageError as e:
+        log.info("could not record verified records: %s", e)
+
+
 def decode_batch(store: Store, items: list[Item]) -> list[bytes]:
-    """Read and decode a run of chunks; adjacent objects of one pack are read with one request."""
+    """Read and decode a run of chunks; adjacent objects of one pack are read with one request.
+
+    Every chunk returned was authenticated from its recorded place (`note_verified`)."""
     out: list[bytes] = []
     i = 0
     while i < len(items):
@@ -107,6 +142,7 @@ def decode_batch(store: Store, items: list[Item]) -> list[bytes]:
                 part = raw[rec.offset - r.offset: rec.offset - r.offset + rec.stored_len]
             out.append(_decode_one(store, cid, n, rec, part, err, where))
         i = j
+    note_verified(store, items)
     return out
 
 
@@ -163,6 +199,7 @@ def restore_into(store: Store, m: Manifest, fd: int, progress: Progress | None =
         while hashing:
             hashing.popleft().result()
     _check_file(m, h, total)
+    note_verified(store, manifests=[m])
     return total
 
 
@@ -193,6 +230,7 @@ def read_verified(store: Store, m: Manifest) -> Iterator[bytes]:
         total += len(data)
         yield data
     _check_file(m, h, total)
+    note_verified(store, manifests=[m])
 
 
 def _check_file(m: Manifest, h, total: int) -> None:  # a blake3 hasher
@@ -286,4 +324,5 @@ def restore_small_files(store: Store, files: list[tuple[Manifest, str]],
         if progress:
             progress(m.size)
     store.touch({r.pack_id for _, _, r in items})
+    note_verified(store, manifests=[m for m, _ in files])
     return total

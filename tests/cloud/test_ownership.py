@@ -105,11 +105,15 @@ def test_owner_still_collects_its_own_packs(node_factory: Callable[..., Node]) -
     a.put(os.urandom(200_000), name="gone")
     before = set(_packs(a))
     a.rm("gone")
-    gc(a.cloud)
+    rep = gc(a.cloud)
     dropped = before - set(_packs(a))
     assert dropped
     d0 = _backend_dir(a)
+    # alone on its backend, the node marks what it dropped, publishes its index state and
+    # deletes the marked packs in the same run (docs/gc.md)
+    assert rep.marked == len(dropped) and rep.remote_deleted == len(dropped)
     assert not any((d0 / pack_object_name(p)).exists() for p in dropped)
+    assert not list((d0 / "gc" / "marks").iterdir())
     assert a.get("keep") == keep and check(a.store).ok
 
 

@@ -269,7 +269,7 @@ def test_valid_frames_with_wrong_types(target: Target) -> None:
 def test_well_formed_but_out_of_place(target: Target) -> None:
     """Messages that decode but break the session rules (after Hello) are refused too."""
     attacks = []
-    for label, msg in [("pull without a page", [4, OID, 3]),
+    for label, msg in [("chunk data, never requested", [6, 1, OID, b"x"]),
                        ("chunk missing, never requested", [7, 1, OID]),
                        ("pong without ping", [9, 42]),
                        ("a second summary", [2, []])]:

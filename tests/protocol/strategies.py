@@ -68,7 +68,7 @@ def records_msgs(draw: st.DrawFn) -> Records:
     origin = draw(ids)
     first = draw(st.integers(1, 1 << 40))
     recs = draw(st.lists(manifests() | name_records(origin), max_size=4))
-    entries = tuple(LogEntry(first + i, r) for i, r in enumerate(recs))
+    entries = tuple(LogEntry(first + i, r, bytes(64)) for i, r in enumerate(recs))
     return Records(origin, entries, bool(entries) and draw(st.booleans()))
 
 

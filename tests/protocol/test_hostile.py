@@ -150,6 +150,6 @@ def test_a_valid_records_page_does_reach_the_store() -> None:
 
     from .helpers import make_manifest
 
-    page = Records(PEER, (LogEntry(1, make_manifest(random.Random(1))),))
+    page = Records(PEER, (LogEntry(1, make_manifest(random.Random(1)), bytes(64)),))
     store, accepted = pump([encode_frame(encode_message(page))])
     assert accepted == [page] and store.apply_calls == 1

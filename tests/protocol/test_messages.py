@@ -98,6 +98,13 @@ def test_bad_summary(vector: list[Any]) -> None:
     rejected([2, vector])
 
 
+SIG = bytes(range(64))
+
+
+def S(body: list[Any]) -> list[Any]:  # noqa: N802 - a signed entry, as on the wire
+    return [SIG, body]
+
+
 def _manifest_wire(seq: int = 1) -> list[Any]:
     return [seq, 1, B, 30, 5, [[C, 10], [A, 20]], [[C, B, 0, 50, ["s3", "local"]]]]
 
@@ -107,13 +114,13 @@ def _name_wire(seq: int = 2, origin: bytes = A) -> list[Any]:
 
 
 def test_records_layout() -> None:
-    wire = [3, A, [_manifest_wire(), _name_wire()], True]
+    wire = [3, A, [S(_manifest_wire()), S(_name_wire())], True]
     msg = decode_message(raw(wire))
     assert msg == Records(A, (
         LogEntry(1, ManifestRecord(B, 30, 5, ((C, 10), (A, 20)),
-                                   (ChunkLocation(C, B, 0, 50, ("s3", "local")),))),
+                                   (ChunkLocation(C, B, 0, 50, ("s3", "local")),)), SIG),
         LogEntry(2, NameRecord("docs/x.txt", B, Version(100, A, VersionRef(50, C),
-                                                        (VersionRef(10, B),)))),
+                                                        (VersionRef(10, B),))), SIG),
     ), True)
     assert msgpack.unpackb(encode_message(msg)) == wire
 
@@ -121,7 +128,7 @@ def test_records_layout() -> None:
 def _mutated(index: int, value: Any, entry: list[Any] | None = None) -> list[Any]:
     e = list(entry or _manifest_wire())
     e[index] = value
-    return [3, A, [e], False]
+    return [3, A, [S(e)], False]
 
 
 @pytest.mark.parametrize("wire", [
@@ -142,13 +149,19 @@ def _mutated(index: int, value: Any, entry: list[Any] | None = None) -> list[Any
     _mutated(6, [[C, B, 0, 50, ["bad name"]]]),
     _mutated(6, [[C, B, 0, 50, ["s3"] * 17]]),
     _mutated(6, [[C, B, 0, 50]]),
-    [3, A, [_manifest_wire() + [1]], False],
-    [3, A, [_manifest_wire(1), _manifest_wire(3)], False],  # gap inside a page
-    [3, A, [_manifest_wire(2), _manifest_wire(1)], False],
+    [3, A, [S(_manifest_wire() + [1])], False],
+    [3, A, [S(_manifest_wire(1)), S(_manifest_wire(3))], False],  # gap inside a page
+    [3, A, [S(_manifest_wire(2)), S(_manifest_wire(1))], False],
     [3, A, [], True],  # more on an empty page
-    [3, A, [_manifest_wire()], 1],
-    [3, A, [_name_wire(origin=B)], False],  # name write from another origin
-    [3, A, [_manifest_wire()]],
+    [3, A, [S(_manifest_wire())], 1],
+    [3, A, [S(_name_wire(origin=B))], False],  # name write from another origin
+    [3, A, [S(_manifest_wire())]],
+    [3, A, [_manifest_wire()], False],  # not signed
+    [3, A, [[SIG[:63], _manifest_wire()]], False],  # signature of the wrong length
+    [3, A, [[None, _manifest_wire()]], False],
+    [3, A, [[SIG, _manifest_wire(), SIG]], False],
+    [3, A, [S([1, 4, b""])], False],  # member record without a certificate
+    [3, A, [S([1, 4, b"x" * 4097])], False],
 ])
 def test_bad_records(wire: list[Any]) -> None:
     rejected(wire)
@@ -158,7 +171,7 @@ def test_bad_records(wire: list[Any]) -> None:
     "", "/abs", "a//b", "a/./b", "../x", "a/..", "nul\x00", "x" * 401, "é" * 201, "tab\t", "del\x7f", "c1\x85", 7, b"x",
 ])
 def test_bad_names(name: Any) -> None:
-    rejected([3, A, [[1, 2, name, B, 100, A, None, []]], False])
+    rejected([3, A, [S([1, 2, name, B, 100, A, None, []])], False])
 
 
 @pytest.mark.parametrize("version", [
@@ -173,12 +186,12 @@ def test_bad_names(name: Any) -> None:
     [100, A, [50, C, 1], []],
 ])
 def test_bad_versions(version: list[Any]) -> None:
-    rejected([3, A, [[1, 2, "n", B, *version]], False])
+    rejected([3, A, [S([1, 2, "n", B, *version])], False])
 
 
 def test_names_at_the_limit() -> None:
     ok = "/".join(["x" * 99] * 4) + "y"  # 400 bytes
-    msg = decode_message(raw([3, A, [[1, 2, ok, None, 5, A, None, []]], False]))
+    msg = decode_message(raw([3, A, [S([1, 2, ok, None, 5, A, None, []])], False]))
     assert isinstance(msg, Records)
 
 

@@ -16,6 +16,7 @@ from mosaic.protocol.errors import (
 from mosaic.protocol.limits import MAX_WANT, PROTOCOL_VERSION
 from mosaic.protocol.memstore import MemoryStore
 from mosaic.protocol.messages import (
+    Ack,
     Bye,
     ChunkData,
     ChunkMissing,
@@ -48,7 +49,7 @@ def live_session(**kw: object) -> tuple[SyncSession, MemoryStore]:
 
 def entries(n: int, first: int = 1) -> tuple[LogEntry, ...]:
     rng = random.Random(n)
-    return tuple(LogEntry(first + i, make_manifest(rng)) for i in range(n))
+    return tuple(LogEntry(first + i, make_manifest(rng), bytes(64)) for i in range(n))
 
 
 def test_handshake_as_dialer_and_as_listener() -> None:
@@ -117,10 +118,17 @@ def test_summary_answered_with_first_pages() -> None:
     assert s.state is SessionState.IDLE
 
 
-def test_pull_without_open_page() -> None:
-    s, _ = live_session()
-    with pytest.raises(UnexpectedMessage):
-        s.receive(Pull(PEER, 0))
+def test_pull_without_open_page_asks_again() -> None:
+    """Version 3: a Pull may ask for a page again (after a refused signer); it is answered
+    from the given seq, even for entries already sent."""
+    store = MemoryStore(ME)
+    for e in entries(3):
+        store.add_manifest(e.record)
+    s = SyncSession(ME, store, batch_entries=10)
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
+    assert s.receive(Summary(())) == [Records(ME, tuple(store.logs[ME]), False)]
+    assert s.receive(Pull(ME, 1)) == [Records(ME, tuple(store.logs[ME][1:]), False)]
+    assert s.receive(Pull(PEER, 0)) == [Records(PEER, (), False)]
 
 
 def test_pull_is_always_answered() -> None:
@@ -139,7 +147,7 @@ def test_incoming_pages_are_pulled_and_applied() -> None:
     es = entries(5)
     assert s.receive(Records(PEER, es[:2], True)) == [Pull(PEER, 2)]
     assert s.state is SessionState.SYNCING
-    assert s.receive(Records(PEER, es[1:5], False)) == []  # overlap is skipped
+    assert s.receive(Records(PEER, es[1:5], False)) == [Ack(PEER, 5)]  # overlap is skipped
     assert store.logs[PEER] == list(es) and s.entries_applied == 5
     assert s.state is SessionState.IDLE
 
@@ -242,3 +250,24 @@ def test_store_returning_wrong_entries_is_a_local_error() -> None:
     s.receive(Hello(PROTOCOL_VERSION, PEER))
     with pytest.raises(LocalProtocolError):
         s.receive(Summary(()))
+
+
+def test_pages_of_unknown_origins_do_not_grow_the_session() -> None:
+    """A trusted peer sending pages of ever new, unknown origins: each is refused (to be asked
+    again once a signer is known), but what the session remembers stays bounded."""
+    from mosaic.protocol.records import HaveRecord
+    from mosaic.protocol.sync import MAX_CLAIMS, MAX_DEFERRED
+
+    store = MemoryStore(ME, members={})  # checks signatures; knows no member
+    s = SyncSession(ME, store)
+    s.receive(Hello(PROTOCOL_VERSION, PEER))
+    s.receive(Summary(()))
+    rng = random.Random(3)
+    for _ in range(MAX_CLAIMS + 500):
+        origin = rng.randbytes(32)
+        out = s.receive(Records(origin, (LogEntry(1, HaveRecord(origin, True), bytes(64)),), False))
+        assert [type(m).__name__ for m in out] == ["Ack"]
+    assert s.state in (SessionState.SYNCING, SessionState.IDLE)
+    assert len(s._deferred) <= MAX_DEFERRED and len(s._claims) <= MAX_CLAIMS
+    assert s.rejected_total == MAX_CLAIMS + 500 and len(s.rejections) <= 64
+    assert store.summary() == {}

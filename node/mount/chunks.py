@@ -1,0 +1,169 @@
+"""Decoded chunks for the mount: a bounded LRU cache, shared fetches, and read-ahead.
+
+A kernel read is 4-128 KiB while a chunk is about a megabyte, so a decoded chunk is
+kept (least recently used out first, bounded in bytes) for the reads that follow.
+Chunks are read and decoded on worker threads (`store.restore.decode_batch`:
+local pack first, else a backend through the Cloud's remote reads); a chunk that
+is being fetched is awaited by every reader that wants it, never fetched twice.
+Every chunk is authenticated on the way out: a corrupt one raises IntegrityError.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import trio
+
+from ..store.index import Manifest
+from ..store.restore import chunk_records, decode_batch
+from ..store.store import Store
+from .stats import MountStats
+
+DEFAULT_CACHE = 64 << 20   # bytes of decoded chunks kept
+FETCH_BYTES = 2 << 20      # one worker task decodes about this much
+
+
+class ChunkCache:
+    """Decoded chunks by chunk ID, bounded in bytes, least recently used out first."""
+
+    def __init__(self, capacity: int, stats: MountStats):
+        self.capacity, self.stats = capacity, stats
+        self._data: OrderedDict[bytes, bytes] = OrderedDict()
+        self.size = 0
+        stats.cache_capacity = capacity
+
+    def get(self, cid: bytes) -> bytes | None:
+        data = self._data.get(cid)
+        if data is not None:
+            self._data.move_to_end(cid)
+        return data
+
+    def __contains__(self, cid: bytes) -> bool:
+        return cid in self._data
+
+    def put(self, cid: bytes, data: bytes) -> None:
+        if cid in self._data or len(data) > self.capacity:
+            return
+        self._data[cid] = data
+        self.size += len(data)
+        while self.size > self.capacity:
+            _, old = self._data.popitem(last=False)
+            self.size -= len(old)
+        self.stats.cache_bytes = self.size
+
+
+@dataclass
+class _Fetch:
+    """A chunk being fetched: readers wait on `done`, then find data or error."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    data: bytes | None = None
+    error: BaseException | None = None
+
+
+def _decode(store: Store, m: Manifest, first: int, last: int) -> list[bytes]:
+    """Chunks [first, last) of a file, read and decoded (on a worker thread)."""
+    items = chunk_records(store, m, first, last)
+    out = decode_batch(store, items)
+    store.touch({r.pack_id for _, _, r in items})
+    return out
+
+
+class ChunkSource:
+    """Decoded chunks of files, from the cache or fetched on worker threads."""
+
+    def __init__(self, store: Store, cache: ChunkCache, stats: MountStats, workers: int,
+                 nursery: trio.Nursery):
+        self.store, self.cache, self.stats, self.nursery = store, cache, stats, nursery
+        self.limiter = trio.CapacityLimiter(max(1, workers))
+        self._fetching: dict[bytes, _Fetch] = {}
+
+    def cached(self, cid: bytes) -> bool:
+        """True if the chunk is decoded in the cache or on its way there."""
+        return cid in self.cache or cid in self._fetching
+
+    async def chunks(self, m: Manifest, first: int, last: int) -> list[bytes]:
+        """Chunks [first, last) of `m`, decoded; fetches what is neither cached nor on its way."""
+        out: list[bytes | None] = []
+        waits: dict[int, _Fetch] = {}
+        missing: list[int] = []
+        for i in range(first, last):
+            cid = m.chunks[i][0]
+            data = self.cache.get(cid)
+            if data is not None:
+                self.stats.cache_hits += 1
+            elif cid in self._fetching:
+                waits[i] = self._fetching[cid]
+            else:
+                missing.append(i)
+            out.append(data)
+        for a, b in _runs(missing):
+            fetch = self._start(m, a, b)
+            for i in range(a, b):
+                waits[i] = fetch[m.chunks[i][0]]
+        for i, f in waits.items():
+            await f.done.wait()
+            if f.error is not None:
+                raise f.error
+            out[i - first] = f.data
+        return out  # type: ignore[return-value]
+
+    def _start(self, m: Manifest, a: int, b: int) -> dict[bytes, _Fetch]:
+        """Register fetches for chunks [a, b); the caller awaits them. Runs in the background."""
+        mine = {}
+        for i in range(a, b):
+            cid = m.chunks[i][0]
+            mine[cid] = self._fetching.setdefault(cid, _Fetch())
+        self.nursery.start_soon(self._fetch, m, a, b, mine)
+        return mine
+
+    def prefetch(self, m: Manifest, first: int, last: int) -> None:
+        """Start fetching chunks [first, last) that are neither cached nor on their way."""
+        todo = [i for i in range(first, min(last, len(m.chunks)))
+                if not self.cached(m.chunks[i][0])]
+        for a, b in _runs(todo):
+            size, start = 0, a
+            for i in range(a, b):  # one worker task per ~FETCH_BYTES, so workers overlap
+                size += m.chunks[i][1]
+                if size >= FETCH_BYTES or i == b - 1:
+                    self._start(m, start, i + 1)
+                    self.stats.chunks_prefetched += i + 1 - start
+                    size, start = 0, i + 1
+
+    async def _fetch(self, m: Manifest, a: int, b: int, mine: dict[bytes, _Fetch]) -> None:
+        try:
+            datas = await trio.to_thread.run_sync(_decode, self.store, m, a, b,
+                                                  limiter=self.limiter)
+        except BaseException as e:  # handed to every waiter, never lost
+            for cid, f in mine.items():
+                self._finish(cid, f, None, e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        self.stats.chunks_decoded += b - a
+        for i, data in zip(range(a, b), datas, strict=True):
+            cid = m.chunks[i][0]
+            self.cache.put(cid, data)
+            if cid in mine:
+                self._finish(cid, mine[cid], data, None)
+
+    def _finish(self, cid: bytes, f: _Fetch, data: bytes | None, error: BaseException | None
+                ) -> None:
+        if f.done.is_set():
+            return  # another fetch of the same chunk answered first
+        f.data, f.error = data, error
+        if self._fetching.get(cid) is f:
+            del self._fetching[cid]
+        f.done.set()
+
+
+def _runs(idx: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices as half-open runs of consecutive values."""
+    out: list[tuple[int, int]] = []
+    for i in idx:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out

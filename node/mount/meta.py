@@ -1,0 +1,72 @@
+"""What the mount shows about files and folders, read from the index only (never a backend).
+
+A file's size comes from its manifest. Its mtime is when its name was written: the
+name's replication record (a hybrid logical clock, milliseconds) once the node has
+had a peer; before that the index keeps no time per name, and the mtime is when the
+file's content was first stored (the manifest's creation time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmdb
+import msgpack
+
+from mosaic.protocol.hlc import physical_ms
+from mosaic.protocol.names import decode_name_state
+
+from ..store.index import Index
+from ..store.tree import folder_exists
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    """A file as a listing shows it."""
+
+    fid: bytes
+    size: int
+    mtime_ns: int
+
+
+def name_time_ns(index: Index, txn: lmdb.Transaction, name: str) -> int | None:
+    """When `name` was last written (ns), if replication keeps a record of it."""
+    raw = name.encode("utf-8")
+    if len(raw) > 511:
+        return None
+    v = txn.get(raw, db=index.db["namestate"])
+    if v is None:
+        return None
+    try:
+        return physical_ms(decode_name_state(bytes(v)).winner.version.hlc) * 1_000_000
+    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException):
+        return None
+
+
+def manifest_head(index: Index, txn: lmdb.Transaction, fid: bytes) -> tuple[int, int] | None:
+    """(size, created_ns) of a file, without decoding its chunk table."""
+    v = txn.get(fid, db=index.db["manifests"])
+    if v is None:
+        return None
+    row = msgpack.unpackb(v, raw=False)
+    return int(row[1]), int(row[2])
+
+
+def file_meta(index: Index, txn: lmdb.Transaction, name: str | None, fid: bytes) -> FileMeta | None:
+    """Size and mtime of a file reached by `name` (None: by its hash); None if unknown."""
+    head = manifest_head(index, txn, fid)
+    if head is None:
+        return None
+    size, created = head
+    when = name_time_ns(index, txn, name) if name is not None else None
+    return FileMeta(fid, size, when if when is not None else created)
+
+
+def lookup(index: Index, txn: lmdb.Transaction, path: str) -> FileMeta | bool:
+    """A path: the file's FileMeta, True for a folder, False if neither."""
+    fid = index.resolve_name(path, txn) if path else None
+    if fid is not None:
+        meta = file_meta(index, txn, path, fid)
+        if meta is not None:
+            return meta
+    return folder_exists(index, path, txn)
