@@ -134,9 +134,12 @@ def bench_large(corpus: Path, work: Path, runs: int) -> dict:
         out.unlink(missing_ok=True)
         shutil.rmtree(home)
     c, w = statistics.median(cli), statistics.median(web)
-    return {"file_bytes": size, "mosaic_get_MBps": cli, "http_get_MBps": web,
+    pairs = [x / y for x, y in zip(web, cli, strict=True)]
+    return {"file_bytes": size, "mosaic_get_MBps": [round(x, 1) for x in cli],
+            "http_get_MBps": [round(x, 1) for x in web],
             "median_mosaic_get_MBps": round(c, 1), "median_http_get_MBps": round(w, 1),
-            "ratio_http_vs_get": round(w / c, 3)}
+            "ratio_http_vs_get": round(w / c, 3),
+            "median_run_ratio": round(statistics.median(pairs), 3)}
 
 
 # ---- 2. small GETs -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def describe(engine: Engine, fids: list[bytes]) -> dict[bytes, dict]:
             m = idx.get_manifest(fid, txn)
             if m is None:
                 continue
-            stored = here = 0
+            stored = here = plain = shared = 0
             whole = set(backends)
             seen: set[bytes] = set()
             for cid, _ in m.chunks:
@@ -41,6 +41,8 @@ def describe(engine: Engine, fids: list[bytes]) -> dict[bytes, dict]:
                     packs[r.pack_id] = idx.get_pack(r.pack_id, txn)
                     local[r.pack_id] = engine.store.has_local_pack(r.pack_id)
                 stored += r.stored_len
+                plain += r.plain_len
+                shared += r.plain_len if r.refcount > 1 else 0
                 here += r.stored_len if local[r.pack_id] else 0
                 p = packs[r.pack_id]
                 whole &= set(p.locations) if p else set()
@@ -55,6 +57,9 @@ def describe(engine: Engine, fids: list[bytes]) -> dict[bytes, dict]:
                             nodes.append(format_node_id(bytes(k[32:])))
             out[fid] = {"size": m.size, "created": m.created_ns / 1e9,
                         "cached": (here / stored) if stored else 1.0,
+                        # what `mosaic stat` calls dedup_saving_bytes: repeated in the file
+                        # plus shared with other files
+                        "saved": (m.size - plain) + shared,
                         "copies": {"backends": sorted(whole), "nodes": nodes}}
     return out
 

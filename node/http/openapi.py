@@ -116,6 +116,7 @@ SCHEMAS: dict[str, Any] = {
                   "type": {"enum": ["file", "folder"]}, "hash": {"type": "string"},
                   "size": {"type": "integer"}, "created": {"type": "number"},
                   "cached": {"type": "number", "minimum": 0, "maximum": 1},
+                  "saved": {"type": "integer", "minimum": 0},
                   "copies": _ref("Copies")}},
     "Listing": {"type": "object", "required": ["folder", "entries", "cursor"],
                 "properties": {"folder": {"type": "string"},

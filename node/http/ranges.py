@@ -8,11 +8,14 @@ bounded whatever the file's size.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import trio
 from starlette.responses import Response, StreamingResponse
 
 from .context import Ctx
@@ -21,6 +24,8 @@ from .problems import Problem
 MAX_RANGES = 100
 HANDOFF_BYTES = 1 << 20
 INLINE_BYTES = 256 << 10  # whole files up to this size are read in one piece
+PREFETCH_FROM = 8 << 20   # responses this long get a reader thread of their own
+PREFETCH = 3
 _SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
@@ -73,22 +78,29 @@ def parse_range(header: str | None, size: int) -> list[ByteRange] | None:
     return out
 
 
-async def _blocks(ctx: Ctx, it: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """The iterator's bytes, pulled in a worker thread and sent about a MiB at a time
-    (one joined block per hand-off: a few large writes, not one per chunk)."""
-    def pull() -> bytes:
-        got: list[bytes | memoryview] = []
-        n = 0
-        for piece in it:
-            got.append(piece)
-            n += len(piece)
-            if n >= HANDOFF_BYTES:
-                break
-        return b"".join(got)
+def _pull(it: Iterator[bytes]) -> bytes:
+    """About HANDOFF_BYTES of the iterator's bytes, joined (b"" at the end)."""
+    got: list[bytes | memoryview] = []
+    n = 0
+    for piece in it:
+        got.append(piece)
+        n += len(piece)
+        if n >= HANDOFF_BYTES:
+            break
+    return b"".join(got)
 
+
+async def _blocks(ctx: Ctx, it: Iterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """The iterator's bytes, sent about a MiB at a time (a few large writes, not one per
+    chunk). Long reads get a reader thread of their own that stays PREFETCH blocks ahead,
+    so reading, checking and decoding overlap with sending."""
+    if size >= PREFETCH_FROM:
+        async for block in _prefetched(it):
+            yield block
+        return
     try:
         while True:
-            block = await ctx.run(pull)
+            block = await ctx.run(_pull, it)
             if not block:
                 return
             yield block
@@ -96,6 +108,37 @@ async def _blocks(ctx: Ctx, it: Iterator[bytes]) -> AsyncIterator[bytes]:
         close = getattr(it, "close", None)
         if close is not None:
             await ctx.run(close)
+
+
+async def _prefetched(it: Iterator[bytes]) -> AsyncIterator[bytes]:
+    send, recv = trio.open_memory_channel[bytes | BaseException](PREFETCH)
+    token = trio.lowlevel.current_trio_token()
+
+    def reader() -> None:
+        try:
+            while True:
+                block = _pull(it)
+                trio.from_thread.run(send.send, block, trio_token=token)
+                if not block:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
+            pass  # the response ended early (client gone, shutdown)
+        except BaseException as e:  # noqa: BLE001 - handed to the response, which raises it
+            with contextlib.suppress(Exception):
+                trio.from_thread.run(send.send, e, trio_token=token)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=reader, name="mosaic-http-read", daemon=True).start()
+    with recv:
+        async for block in recv:
+            if isinstance(block, BaseException):
+                raise block
+            if not block:
+                return
+            yield block
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -137,7 +180,7 @@ async def content_response(ctx: Ctx, headers, method: str, file_id: str, size: i
         if body is not None and len(body) == size:
             return Response(body, status_code=200, headers=base, media_type=ctype)
         it = await ctx.run(ctx.engine.read, file_id)
-        return StreamingResponse(_blocks(ctx, it), status_code=200, headers=base, media_type=ctype)
+        return StreamingResponse(_blocks(ctx, it, size), status_code=200, headers=base, media_type=ctype)
     if len(ranges) == 1:
         r = ranges[0]
         base["Content-Range"] = f"bytes {r.start}-{r.end}/{size}"
@@ -145,7 +188,7 @@ async def content_response(ctx: Ctx, headers, method: str, file_id: str, size: i
         if head:
             return Response(status_code=206, headers=base, media_type=ctype)
         it = await ctx.run(ctx.engine.read, file_id, r.start, r.length)
-        return StreamingResponse(_blocks(ctx, it), status_code=206, headers=base, media_type=ctype)
+        return StreamingResponse(_blocks(ctx, it, r.length), status_code=206, headers=base, media_type=ctype)
     boundary = secrets.token_hex(16)
     heads = [(f"--{boundary}\r\nContent-Type: {ctype}\r\n"
               f"Content-Range: bytes {r.start}-{r.end}/{size}\r\n\r\n").encode() for r in ranges]
@@ -160,7 +203,7 @@ async def content_response(ctx: Ctx, headers, method: str, file_id: str, size: i
         for i, (h, r) in enumerate(zip(heads, ranges, strict=True)):
             yield (b"\r\n" if i else b"") + h
             it = await ctx.run(ctx.engine.read, file_id, r.start, r.length)
-            async for piece in _blocks(ctx, it):
+            async for piece in _blocks(ctx, it, r.length):
                 yield piece
         yield tail
 

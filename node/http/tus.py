@@ -90,6 +90,7 @@ class Upload:
     tail_len: int = 0
     done_hash: str | None = None
     new: bool = False
+    new_bytes: int = 0  # stored bytes this upload added (0: dedup found all of it)
 
     @property
     def offset(self) -> int:
@@ -298,6 +299,7 @@ class Uploads:
             res = pending.result()
             own = s.ing is not None and res.file_id in s.ing.new_files
             u.segments.append(Segment(res.hash, res.size, own))
+            u.new_bytes += res.new_bytes
             live.hasher = seg.hasher
             u.tail_len = 0
             u.expires = time.time() + self.expire_s
@@ -323,7 +325,7 @@ class Uploads:
         assert live.hasher is not None or u.length == 0
         if u.length == 0:
             res = self.engine.put(b"", u.name)
-            u.done_hash, u.new = res.hash, res.new_chunks > 0
+            u.done_hash, u.new, u.new_bytes = res.hash, res.new_chunks > 0, res.new_bytes
         else:
             fid = live.hasher.digest()
             idx = self.engine.index
@@ -392,6 +394,7 @@ def _base_headers(u: Upload | None = None) -> dict[str, str]:
         h["Upload-Expires"] = _date(u.expires)
         if u.done_hash:
             h["Mosaic-Hash"] = u.done_hash
+            h["Mosaic-New-Bytes"] = str(u.new_bytes)
     return h
 
 

@@ -11,6 +11,7 @@ non-overlapping, and each is keyed by its first name.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterable, Iterator
 
 import lmdb
@@ -18,18 +19,26 @@ import msgpack
 import zstandard
 
 BLOCK_MAX = 512
-_cctx = zstandard.ZstdCompressor(level=3)
-_dctx = zstandard.ZstdDecompressor()
+# zstd contexts are not thread-safe: one pair per thread (the HTTP face and the mount read
+# names from many worker threads at once; a shared decompressor corrupts concurrent decodes)
+_local = threading.local()
 
 Entry = tuple[str, int]  # (name, file number; the index maps numbers to file IDs)
 
 
+def _contexts() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    c = getattr(_local, "zstd", None)
+    if c is None:
+        c = _local.zstd = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
+    return c
+
+
 def _decode(v: bytes) -> list[list]:
-    return msgpack.unpackb(_dctx.decompress(v), raw=False)
+    return msgpack.unpackb(_contexts()[1].decompress(v), raw=False)
 
 
 def _encode(entries: list[list]) -> bytes:
-    return _cctx.compress(msgpack.packb(entries, use_bin_type=True))
+    return _contexts()[0].compress(msgpack.packb(entries, use_bin_type=True))
 
 
 class NameStore:

@@ -196,3 +196,11 @@ def test_csrf_header_is_required_with_a_cookie(node: Node, browser: Browser) -> 
         assert c.post("/v1/folders", json={"path": "csrf-probe"},
                       headers={"X-CSRF-Token": csrf}).status_code == 201
         assert c.delete("/ui/folder/csrf-probe", headers={"X-CSRF-Token": csrf}).status_code == 200
+
+
+def test_sign_in_goes_on_only_to_a_path_of_this_node(anon: Anon) -> None:
+    for nxt, want in [("/files/a%20b", "/files/a b"), ("//evil.example/", "/"),
+                      ("/\\evil.example", "/"), ("https://evil.example/", "/")]:
+        r = anon.get(f"/signin?next={nxt}")
+        assert r.status_code == 200
+        assert f'data-next="{want}"' in r.text, (nxt, r.text[:300])

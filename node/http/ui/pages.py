@@ -82,7 +82,7 @@ def _render(request: Request, who: Principal, template: str, page: str, **extra:
 async def signin(request: Request) -> Response:
     """GET /signin: the token form."""
     nxt = request.query_params.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//"):
+    if not nxt.startswith("/") or nxt.startswith(("//", "/\\")):  # only a path on this origin
         nxt = "/"
     return TEMPLATES.TemplateResponse(request, "signin.html",
                                       {"page": "signin", "principal": None, "home": "",
