@@ -142,6 +142,7 @@ class ChunkSource:
                 raise
             return
         self.stats.chunks_decoded += b - a
+        self.stats.fetch_tasks += 1
         for i, data in zip(range(a, b), datas, strict=True):
             cid = m.chunks[i][0]
             self.cache.put(cid, data)

@@ -60,6 +60,7 @@ class Handle:
     offs: list[int] = field(default_factory=list)
     last_end: int = -1                  # where the previous read ended (sequential detection)
     ahead: int = 0                      # read-ahead was started up to this chunk index
+    ahead_from: int = 0                 # ... from reads at this chunk index on
     writes: bool = False
 
 
@@ -491,14 +492,18 @@ class MosaicFS(pyfuse3.Operations):
             return b""
         first = bisect.bisect_right(h.offs, off) - 1
         last = bisect.bisect_left(h.offs, end)
-        if off == h.last_end:  # sequential: keep up to READ_AHEAD bytes decoded ahead
-            frontier = h.offs[h.ahead] if h.ahead < len(h.offs) else m.size
+        frontier = h.offs[h.ahead] if h.ahead < len(h.offs) else m.size
+        # sequential: this read starts where one ended, or (the kernel's read-ahead requests
+        # arrive out of order) inside the window already being fetched
+        if off == h.last_end or (h.ahead and h.offs[min(h.ahead_from, len(h.offs) - 1)] <= off
+                                 <= frontier):
             if frontier - end < READ_AHEAD // 2:  # refill in large batches, not per read
                 start = max(h.ahead, last)
+                h.ahead_from = first
                 h.ahead = bisect.bisect_left(h.offs, min(m.size, end + READ_AHEAD))
                 self.source.prefetch(m, start, h.ahead)
-        else:
-            h.ahead = last
+        else:  # a jump: no read-ahead until reads are sequential again
+            h.ahead = h.ahead_from = 0
         h.last_end = end
         parts = await self.source.chunks(m, first, last)
         pos = h.offs[first]

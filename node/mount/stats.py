@@ -14,6 +14,7 @@ class MountStats:
 
     chunks_decoded: int = 0      # chunks read from a pack (local or backend) and decoded
     chunks_prefetched: int = 0   # of those, how many read-ahead fetched
+    fetch_tasks: int = 0         # worker-thread tasks that read and decoded chunks
     cache_hits: int = 0          # chunk requests answered from the decoded-chunk cache
     bytes_read: int = 0          # bytes returned to readers
     reads: int = 0               # read requests from the kernel

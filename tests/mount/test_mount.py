@@ -234,3 +234,19 @@ def test_bad_mountpoints(node_cli: Cli, tmp_path: Path) -> None:
     shutil.rmtree(node_cli.home)
     (tmp_path / "mp").mkdir()
     assert_one_line_error(node_cli("mount", tmp_path / "mp", "--foreground"), 6)
+
+
+def test_sigterm_stores_a_file_still_open_for_writing(node_cli: Cli, mounter) -> None:
+    m = mounter(node_cli)
+    fd = os.open(m.path / "open.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"written, never closed")
+        assert m.stop(signal.SIGTERM) == 0
+        assert not os.path.ismount(m.path)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the file system it was on is gone
+    assert _names(node_cli)["open.txt"] == blake3.blake3(b"written, never closed").hexdigest()
+    assert not any((node_cli.home / "tmp" / "mount").iterdir())
