@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -353,13 +353,19 @@ class Index:
         return self._file_id(t, no) if no is not None else None
 
     def iter_names(self, prefix: str = "", txn: lmdb.Transaction | None = None, start: str = ""
-                   ) -> Iterator[tuple[str, bytes]]:
-        """(name, file_id) for names starting with `prefix` (from `start` on), sorted."""
+                   ) -> Generator[tuple[str, bytes], str | None, None]:
+        """(name, file_id) for names starting with `prefix` (from `start` on), sorted; `send(name)`
+        skips ahead to the first name at or after `name` (NameStore.iter)."""
         t = txn or self.read()
-        for name, no in self.names.iter(t, prefix, start):
+        scan = self.names.iter(t, prefix, start)
+        skip: str | None = None
+        while True:
+            try:
+                name, no = scan.send(skip) if skip is not None else next(scan)
+            except StopIteration:
+                return
             fid = self._file_id(t, no)
-            if fid is not None:
-                yield name, fid
+            skip = (yield name, fid) if fid is not None else None
 
     def resolve_names(self, txn: lmdb.Transaction, names: Iterable[str]) -> dict[str, bytes | None]:
         """name -> the file ID it points at (or None), for many names: each block decoded once."""

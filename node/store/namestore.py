@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 
 import lmdb
 import msgpack
@@ -109,22 +109,43 @@ class NameStore:
             i = j
         return out
 
-    def iter(self, txn: lmdb.Transaction, prefix: str = "", start: str = "") -> Iterator[Entry]:
-        """(name, file_id) for names starting with `prefix` and not below `start`, in order."""
+    def iter(self, txn: lmdb.Transaction, prefix: str = "", start: str = ""
+             ) -> Generator[Entry, str | None, None]:
+        """(name, file number) for names starting with `prefix` and not below `start`, in order.
+
+        The consumer may `send(name)` to skip ahead: the generator then yields the first
+        entry at or after `name`, searching the block it has decoded before reading others
+        (a folder listing jumps over each sub-folder's contents this way).
+        """
         first = max(prefix, start)
         cur = txn.cursor(db=self.db)
-        bkey = self._find(cur, first.encode("utf-8"))
-        if bkey is None:
+        if self._find(cur, first.encode("utf-8")) is None:
             return
+        entries = _decode(cur.value())
+        i = bisect.bisect_left(entries, [first])
         while True:
-            for name, fid in _decode(cur.value()):
-                if name < first:
-                    continue
+            while i < len(entries):
+                name, no = entries[i]
                 if not name.startswith(prefix):
                     return
-                yield name, fid
+                skip = yield name, no
+                if skip is None:
+                    i += 1
+                    continue
+                i = bisect.bisect_left(entries, [skip], i + 1)
+                if i == len(entries) and cur.next():  # past this block: find the right one
+                    if skip.encode("utf-8") >= cur.key():
+                        self._find(cur, skip.encode("utf-8"))
+                        entries = _decode(cur.value())
+                        i = bisect.bisect_left(entries, [skip])
+                    else:
+                        entries, i = _decode(cur.value()), 0
+                    continue
+                if i == len(entries):
+                    return
             if not cur.next():
                 return
+            entries, i = _decode(cur.value()), 0
 
     def count(self, txn: lmdb.Transaction) -> int:
         """Number of names (reads every block)."""

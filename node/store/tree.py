@@ -56,22 +56,22 @@ def _start(base: str, after: str) -> str:
 
 
 def _from_names(index: Index, txn: lmdb.Transaction, base: str, after: str) -> Iterator[Child]:
-    start = _start(base, after)
+    names = index.iter_names(base, txn, start=_start(base, after))
+    skip: str | None = None
     while True:
-        jumped = False
-        for name, fid in index.iter_names(base, txn, start=start):
-            rest = name[len(base):]
-            cut = rest.find("/")
-            if cut < 0:
-                yield Child(rest, name, fid)
-                continue
-            sub = rest[:cut]
-            yield Child(sub, base + sub, None)
-            start = base + sub + _AFTER_SLASH
-            jumped = True
-            break
-        if not jumped:
+        try:
+            name, fid = names.send(skip) if skip is not None else next(names)
+        except StopIteration:
             return
+        rest = name[len(base):]
+        cut = rest.find("/")
+        if cut < 0:
+            skip = None
+            yield Child(rest, name, fid)
+            continue
+        sub = rest[:cut]
+        yield Child(sub, base + sub, None)
+        skip = base + sub + _AFTER_SLASH  # past the sub-folder's contents
 
 
 def _from_records(index: Index, txn: lmdb.Transaction, base: str, after: str) -> Iterator[Child]:

@@ -66,3 +66,37 @@ def test_empty_folders(node):
     node.put(b"f", name="file")
     with pytest.raises(UsageError):
         node.mkdir("file/sub")
+
+
+def _expected_level(names: list[str], folder: str) -> list[tuple[str, bool]]:
+    base = folder + "/" if folder else ""
+    kids: dict[str, bool] = {}
+    for n in names:
+        if n.startswith(base):
+            rest = n[len(base):]
+            kids[rest.split("/", 1)[0]] = "/" in rest
+    return sorted(kids.items(), key=lambda kv: kv[0] + "/" if kv[1] else kv[0])
+
+
+def test_levels_across_many_name_blocks_match_a_brute_force_listing(node):
+    import random
+    rng = random.Random(7)
+    parts = ["a", "a.b", "a0", "b", "zz", "ä", "a-", "x y"]
+    names = set()
+    while len(names) < 2000:  # several compressed name blocks (512 names each)
+        depth = rng.randint(1, 4)
+        names.add("/".join(rng.choice(parts) + str(rng.randint(0, 40)) for _ in range(depth)))
+    names = {n for n in names if not any(m.startswith(n + "/") for m in names)}
+    with node.ingest() as s:
+        for n in sorted(names):
+            s.put_source(b"x", n)
+    folders = {""} | {n.rsplit("/", 1)[0] for n in names if "/" in n}
+    for folder in sorted(folders)[:40]:
+        want = _expected_level(sorted(names), folder)
+        got, after = [], ""
+        while True:
+            page, after = node.list_folder(folder, after=after, limit=rng.randint(1, 50))
+            got += [(c.name, c.is_folder) for c in page]
+            if after is None:
+                break
+        assert got == want, folder
