@@ -22,6 +22,10 @@ class UsageError(MosaicError):
     exit_code = 2
 
 
+class ConflictError(UsageError):
+    """The target is in the way: a file or a non-empty folder already has that name."""
+
+
 class NotFoundError(MosaicError):
     """An unknown hash or name."""
 

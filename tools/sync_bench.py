@@ -384,11 +384,12 @@ def run(work: Path, n_files: int, big_mib: int, seed: int, a_timeout: float,
                                                      for o, s in a_vec.items()):
                 res["a_log_synced_s"] = now - t0
                 say(f"(a) B's log complete after {res['a_log_synced_s']:.2f} s")
-            if pb.files() >= n_files:
+            if res["a_all_files_s"] is None and pb.files() >= n_files:
                 res["a_all_files_s"] = now - t0
                 res["a_all_files_after_ready_s"] = now - t_ready
                 say(f"(a) all files on B after {res['a_all_files_s']:.2f} s")
-                break
+            if res["a_all_files_s"] is not None and res["a_log_synced_s"] is not None:
+                break  # both measured (files can be complete before the last name writes)
             time.sleep(0.005)
         res["a_files_on_b_at_end"] = pb.files()
         res["a_elapsed_s"] = time.monotonic() - t0

@@ -262,6 +262,18 @@ class Engine(StoreParts):
             from ..store.tree import remove_folder
             remove_folder(self.index, path)
 
+    def mv_folder(self, old: str, new: str) -> int:
+        """Move a folder with everything in it (one transaction); returns the names moved."""
+        from ..store.tree import move_folder
+        with HomeLock(self.home, exclusive=False):
+            return move_folder(self.index, old, new)
+
+    def rm_folder(self, folder: str) -> tuple[int, int]:
+        """Remove a folder with everything in it; returns (names, empty-folder records) removed."""
+        from ..store.tree import remove_tree
+        with HomeLock(self.home, exclusive=False):
+            return remove_tree(self.index, folder)
+
     def names_under(self, prefix: str) -> list[NameEntry]:
         """Names equal to `prefix` or inside it as a folder."""
         return [NameEntry(name, m.file_id, m.size)

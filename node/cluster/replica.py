@@ -246,6 +246,8 @@ def vouch(index: Index, cert: bytes) -> bool:
     node_id, _ = cert_node_key(cert)
     if node_id == index.repl_origin:
         raise ValueError("a node does not vouch for itself")
+    if member_key(index, node_id) is not None:
+        return False  # the common case (every reconnect): no write transaction
     with index.write() as txn:
         if txn.get(_MEMBER + node_id, db=index.db["meta"]) is not None:
             return False
@@ -389,7 +391,7 @@ def _merge(index: Index, txn: lmdb.Transaction, state: NameState | None, rec: Na
     for n, f in new.visible().items():
         if txn.get(f, db=index.db["manifests"]) is not None:
             after[n] = f
-        else:  # shown once the file arrives (see _refresh_names_for)
+        else:  # shown once the file arrives (see _names_waiting_for)
             txn.put(f + name_key(rec.name), rec.name.encode("utf-8"), db=index.db["namewait"])
     changes: list[tuple[str, bytes | None]] = [(n, None) for n in before if n not in after]
     changes += [(n, f) for n, f in after.items() if index.resolve_name(n, txn) != f]
@@ -442,8 +444,10 @@ def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord, or
     _complete(index, txn, rec)
 
 
-def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) -> None:
-    """Add a manifest whose chunks are all here, and show the names waiting for it."""
+def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord,
+              views: list[tuple[str, bytes | None]] | None = None) -> None:
+    """Add a manifest whose chunks are all here, and show the names waiting for it (now, or
+    by adding the changes to `views` for the caller to apply in one go)."""
     origin = index.repl_origin
     index.repl_origin = None  # not a local write: do not log the manifest again
     try:
@@ -453,7 +457,11 @@ def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord) -> None:
     if origin is not None:
         log_have(index, txn, rec.file_id, True)
     txn.delete(rec.file_id, db=index.db["waiting"])
-    _refresh_names_for(index, txn, rec.file_id)
+    changes = _names_waiting_for(index, txn, rec.file_id)
+    if views is not None:
+        views += changes
+    elif changes:
+        index.set_names_view(txn, changes)
 
 
 def _prefixed_items(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes
@@ -479,9 +487,10 @@ def _prefixed(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes) -> list[
     return out
 
 
-def _refresh_names_for(index: Index, txn: lmdb.Transaction, fid: bytes) -> None:
-    """Show the names that were waiting for this file."""
-    changes = []
+def _names_waiting_for(index: Index, txn: lmdb.Transaction, fid: bytes
+                       ) -> list[tuple[str, bytes | None]]:
+    """The view changes that show the names which were waiting for this file."""
+    changes: list[tuple[str, bytes | None]] = []
     db = index.db["namewait"]
     for key, raw in list(_prefixed_items(txn, db, fid)):
         txn.delete(key, db=db)
@@ -491,8 +500,7 @@ def _refresh_names_for(index: Index, txn: lmdb.Transaction, fid: bytes) -> None:
         for n, f in st.visible().items():
             if f == fid and index.resolve_name(n, txn) != f:
                 changes.append((n, f))
-    if changes:
-        index.set_names_view(txn, changes)
+    return changes
 
 
 def chunks_arrived(index: Index, txn: lmdb.Transaction, cids: set[bytes]) -> int:
@@ -504,6 +512,7 @@ def chunks_arrived(index: Index, txn: lmdb.Transaction, cids: set[bytes]) -> int
             txn.delete(c + fid, db=index.db["wantedby"])
             candidates.add(fid)
     done = 0
+    views: list[tuple[str, bytes | None]] = []  # one update of the name directory for all
     for fid in candidates:
         v = txn.get(fid, db=index.db["waiting"])
         if v is None:
@@ -511,8 +520,10 @@ def chunks_arrived(index: Index, txn: lmdb.Transaction, cids: set[bytes]) -> int
         rec = entry_from_wire(msgpack.unpackb(v, raw=False, use_list=False)).record
         assert isinstance(rec, ManifestRecord)
         if all(index.get_chunk(c, txn) is not None for c, _ in rec.chunks):
-            _complete(index, txn, rec)
+            _complete(index, txn, rec, views)
             done += 1
+    if views:
+        index.set_names_view(txn, list(dict(views).items()))
     return done
 
 

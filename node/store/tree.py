@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import lmdb
 
-from ..errors import NotFoundError, UsageError
+from ..errors import ConflictError, NotFoundError, UsageError
 from .home import check_name
 from .index import Index
 
@@ -162,3 +162,69 @@ def remove_folder(index: Index, path: str) -> None:
             raise UsageError(f"folder not empty: {p}")
         if not txn.delete(p.encode("utf-8"), db=index.db["folders"]):
             raise NotFoundError(f"no such folder: {p}")
+
+
+def folder_records(index: Index, txn: lmdb.Transaction, folder: str) -> list[str]:
+    """The recorded (empty) folders `folder` and those inside it. Two seeks: keys such as
+    "a b" or "a-x" sort between "a" and "a/...", so one scan from "a" would read them too."""
+    cur = txn.cursor(db=index.db["folders"])
+    out = [folder] if cur.set_key(folder.encode("utf-8")) else []
+    base = (folder + "/").encode("utf-8")
+    if cur.set_range(base):
+        for k in cur.iternext(values=False):
+            if not bytes(k).startswith(base):
+                break
+            out.append(bytes(k).decode("utf-8"))
+    return out
+
+
+def move_folder(index: Index, old: str, new: str) -> int:
+    """Move folder `old` (every name under it and every folder record) to `new`, in one
+    transaction; `new` must not exist or be an empty folder. Returns the names moved."""
+    o, n = check_name(old.strip("/")), check_name(new.strip("/"))
+    if n == o or n.startswith(o + "/"):
+        raise UsageError(f"cannot move a folder into itself: {o} -> {n}")
+    fdb = index.db["folders"]
+    with index.write() as txn:
+        if not folder_exists(index, o, txn):
+            raise NotFoundError(f"no such folder: {o}")
+        if index.names.get(txn, n) is not None:
+            raise ConflictError(f"a file has this name: {n}")
+        parts = n.split("/")
+        for i in range(1, len(parts)):
+            if index.names.get(txn, "/".join(parts[:i])) is not None:
+                raise ConflictError(f"a file has the name of a folder in this path: "
+                                    f"{'/'.join(parts[:i])}")
+        if next(index.iter_names(n + "/", txn), None) is not None or len(
+                folder_records(index, txn, n)) > 1:
+            raise ConflictError(f"folder not empty: {n}")
+        moved = list(index.iter_names(o + "/", txn))
+        changes: list[tuple[str, bytes | None]] = [(name, None) for name, _ in moved]
+        changes += [(n + name[len(o):], fid) for name, fid in moved]
+        if changes:
+            index.set_names(txn, changes)
+        records = folder_records(index, txn, o)
+        for path in records:
+            txn.delete(path.encode("utf-8"), db=fdb)
+        for path in records:
+            txn.put((n + path[len(o):]).encode("utf-8"), b"", db=fdb)
+        return len(moved)
+
+
+def remove_tree(index: Index, folder: str) -> tuple[int, int]:
+    """Remove every name under `folder` and its folder records, in one transaction; files left
+    with no name go (gc reclaims their space), as with `mosaic rm`. Returns (names, records)."""
+    f = check_name(folder.strip("/"))
+    with index.write() as txn:
+        names = list(index.iter_names(f + "/", txn))
+        if names:
+            index.set_names(txn, [(name, None) for name, _ in names])
+            fids = {fid for _, fid in names}
+            for fid in fids - index.has_names(txn, fids):
+                index.remove_manifest(txn, fid)
+        records = folder_records(index, txn, f)
+        for path in records:
+            txn.delete(path.encode("utf-8"), db=index.db["folders"])
+        if not names and not records:
+            raise NotFoundError(f"no such folder: {f}")
+    return len(names), len(records)

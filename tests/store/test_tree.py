@@ -100,3 +100,23 @@ def test_levels_across_many_name_blocks_match_a_brute_force_listing(node):
             if after is None:
                 break
         assert got == want, folder
+
+
+def test_move_and_remove_whole_folders(node):
+    from mosaic.node.errors import ConflictError
+    for name in ["p/a", "p/q/b", "p b", "p-x"]:
+        node.put(name.encode(), name=name)
+    node.mkdir("p/empty")
+    assert node.mv_folder("p", "r/s") == 2
+    assert [e.name for e in node.ls("")] == ["p b", "p-x", "r/s/a", "r/s/q/b"]
+    assert [c.name for c in node.list_folder("r/s")[0]] == ["a", "empty", "q"]
+    with pytest.raises(UsageError):
+        node.mv_folder("r", "r/s/t")  # into itself
+    with pytest.raises(ConflictError):
+        node.mv_folder("r/s", "p b/x")  # a file has the name of a folder on the way
+    with pytest.raises(NotFoundError):
+        node.mv_folder("nowhere", "x")
+    assert node.rm_folder("r") == (2, 1)
+    assert [e.name for e in node.ls("")] == ["p b", "p-x"]
+    with pytest.raises(NotFoundError):
+        node.rm_folder("r")
