@@ -15,8 +15,8 @@ the API, import and sync store it as it is and never read it as a separator or a
 a name with `\\` that arrives by import or sync is addressed from the CLI by typing it as is.
 
 MAX_NAME_BYTES keeps every table key built from a name under LMDB's 511-byte
-key limit, with room to spare: the replication tables key by the name (namestate)
-or by a 32-byte file ID plus the name (namewait), and the name directory can be
+key limit, with room to spare: the replication tables key by BLAKE3(name)
+(namestate, namewait), and the name directory can be
 keyed by a conflict copy's name, `<name>.sync-conflict-YYYYMMDD-HHMMSS-<8 hex>[-N]`
 (40 bytes more, plus the counter): 400 + 40 + 32 < 511.
 

@@ -21,6 +21,7 @@ kept but not shown. See docs/protocol.md for limits (state growth, clocks).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ from .records import (
 
 __all__ = [
     "NameState",
+    "closing_write",
+    "conflict_base",
     "conflict_name",
     "decode_name_state",
     "encode_name_state",
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_CONFLICT = re.compile(r"(.+)\.sync-conflict-\d{8}-\d{6}-[0-9a-f]{8}(?:-\d+)?", re.S)
 
 
 def conflict_name(record: NameRecord) -> str:
@@ -57,6 +61,12 @@ def conflict_name(record: NameRecord) -> str:
     v = record.version
     when = _EPOCH + dt.timedelta(milliseconds=physical_ms(v.hlc))
     return f"{record.name}.sync-conflict-{when:%Y%m%d-%H%M%S}-{v.origin[:4].hex()}"
+
+
+def conflict_base(name: str) -> str | None:
+    """The name whose conflict copy `name` has the form of (see `conflict_name`), or None."""
+    m = _CONFLICT.fullmatch(name)
+    return m.group(1) if m else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +170,20 @@ def new_write(
     base = heads[0].version.ref if heads else None
     resolves = tuple(sorted(h.version.ref for h in heads[1:])) if resolve_conflicts else ()
     return NameRecord(name, file_id, Version(tick(floor, now_ms), origin, base, resolves))
+
+
+def closing_write(state: NameState, cname: str, *, origin: bytes, last_hlc: int, now_ms: int
+                  ) -> NameRecord | None:
+    """The local write that removes the conflict copy `cname` of `state` (None if it is not
+    one): it keeps what the name shows (the winner's file, or its tombstone), is based on the
+    winner and resolves that one losing head, so every node drops the same copy."""
+    for c, rec in state.conflicts:
+        if c == cname:
+            floor = max([last_hlc, *(h.version.hlc for h in state.heads)])
+            return NameRecord(state.name, state.file_id,
+                              Version(tick(floor, now_ms), origin, state.winner.version.ref,
+                                      (rec.version.ref,)))
+    return None
 
 
 def encode_name_state(state: NameState) -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..cluster.engine import Engine
 from ..errors import BackendPending, MosaicError, NotFoundError, StorageError, UsageError
 from ..store.home import Home, default_home
-from .output import Output
+from .output import Output, safe_text
 
 PASS_ENV = "MOSAIC_PASSPHRASE"
 
@@ -288,7 +288,7 @@ def finish(out: Output, doc: dict, warning: str | None, code: int = 0) -> int:
     """Print the result document; with a warning it says so and the exit code is 8
     ("done locally, backend pending") unless the command already failed."""
     if warning:
-        sys.stderr.write(f"mosaic: warning: {warning}\n")
+        sys.stderr.write(f"mosaic: warning: {safe_text(warning)}\n")
         out.doc({**doc, "warning": warning, "backend_pending": True})
         return code or BackendPending.exit_code
     out.doc(doc)

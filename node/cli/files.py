@@ -29,7 +29,7 @@ from .common import (
     save_index_copy,
     shown_path,
 )
-from .output import Output
+from .output import Output, safe_text
 
 T = TypeVar("T")
 
@@ -153,8 +153,8 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
         replaced.append(old is not None and old != r.file_id)
         if name:
             before[name] = r.file_id
-    for w in warn:
-        sys.stderr.write(f"mosaic: warning: {w}\n")
+    for w in warn:  # paths of the input tree: escaped, as names are (safe_text)
+        sys.stderr.write(f"mosaic: warning: {safe_text(w)}\n")
     for r, rep in zip(rows, replaced, strict=True):
         out.line(f"{r.hash}  {r.names[0] if r.names else '-'}")
         if rep:
@@ -400,7 +400,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
             with out.progress(_bytes_of(node, fids) if out.drawing else None, "verify") as bar:
                 rep = verify(node.store, fids, bar)
             for e in rep.errors:
-                sys.stderr.write(f"mosaic: verify: {e}\n")
+                sys.stderr.write(f"mosaic: verify: {safe_text(e)}\n")
             out.line(f"verified {rep.files} files, {format_size(rep.bytes)}: "
                      + ("OK" if not rep.errors else f"{len(rep.errors)} problems"))
             doc.update({"files": rep.files, "bytes": rep.bytes, "errors": rep.errors})

@@ -17,7 +17,7 @@ from . import peers as cli_peers
 from . import serve as cli_serve
 from . import tokens as cli_tokens
 from .common import add_global_options, command_parsers
-from .output import Output
+from .output import Output, safe_text
 
 DISTRIBUTION = "mosaic-store"
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(out: Output, msg: str, code: int) -> None:
-    msg = " ".join(str(msg).split())  # always one line
+    msg = safe_text(" ".join(str(msg).split()))  # always one line, nothing a terminal obeys
     if out.json_mode:
         out.doc({"error": msg, "exit_code": code})
     sys.stderr.write(f"mosaic: error: {msg}\n")

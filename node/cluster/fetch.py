@@ -87,7 +87,8 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
             if old is not None and not replica.hinted_only(idx, txn, e.chunk_id):
                 continue  # stored meanwhile (another batch, a put)
             idx.put_chunk(txn, e.chunk_id, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
-                                                       e.plain_len, old.refcount if old else 0))
+                                                       e.plain_len, old.refcount if old else 0),
+                          verified=True)  # authenticated on arrival
         if copies:
             for b in choose(list(cloud.backend_spaces().values()), sealed.size, copies):
                 idx.queue_upload(txn, sealed.pack_id, b)

@@ -44,9 +44,10 @@ from ..store import codec
 from ..store.atomic import atomic_write
 from ..store.chunker import chunk_stream
 from ..store.index import Manifest
-from .access import name_param
+from .access import check_file_name, name_param
 from .auth import require
-from .bodies import BodyPipe, consume
+from .batch import SMALL_BODY
+from .bodies import BodyPipe, consume, small_body
 from .changes import after_write
 from .problems import Problem
 
@@ -255,6 +256,16 @@ class Uploads:
         self.all[u.id] = u
         return u
 
+    def create_done(self, length: int, name: str, metadata: str, owner: str, doc: dict) -> Upload:
+        """The record of an upload whose creation request carried the whole file, already
+        stored (`doc`: what PutBatcher.put answered), so that HEAD on it reports it done."""
+        now = time.time()
+        u = Upload(secrets.token_urlsafe(18), length, name, metadata, owner, now, now + self.expire_s,
+                   done_hash=doc["hash"], new=doc["new"], new_bytes=doc["new_bytes"])
+        self._save(u)
+        self.all[u.id] = u
+        return u
+
     def get(self, uid: str) -> Upload | None:
         if not _ID.match(uid):
             return None
@@ -265,6 +276,11 @@ class Uploads:
 
     def live_of(self, u: Upload) -> _Live:
         return self.live.setdefault(u.id, _Live())
+
+    def current(self, u: Upload) -> bool:
+        """True while `u` is still this node's upload (not terminated, expired or dropped);
+        checked again under its lock, since a request may have waited there meanwhile."""
+        return self.all.get(u.id) is u and u.expires >= time.time()
 
     def _referenced_elsewhere(self, h: str, uid: str) -> Upload | None:
         for other in self.all.values():
@@ -340,7 +356,7 @@ class Uploads:
                 raise MosaicError(f"upload {u.id}: the stored parts do not add up; upload again")
             m = Manifest(fid, u.length, time.time_ns(), tuple(chunks))
             with idx.write() as txn:
-                added = idx.add_manifest(txn, m)
+                added = idx.put_verified_manifest(txn, m)  # replaces a claim of this file ID
                 if u.name:
                     idx.set_names(txn, [(u.name, fid)])
                 self._drop_segments(txn, u, keep=fid)
@@ -451,6 +467,10 @@ async def create(request: Request) -> Response:
     if ctype and ctype != OFFSET_TYPE and declared:
         raise Problem(415, f"a body with the creation request must be {OFFSET_TYPE}")
     ctx = request.app.state.ctx
+    if name is not None:
+        await ctx.run(check_file_name, ctx.engine.index, name)
+    if has_body and name is not None and declared == length and 0 < length <= SMALL_BODY:
+        return await _create_whole(request, ctx, length, name, raw_meta, who.name)
     u = await ctx.run(ups.create, length, name, raw_meta, who.name)
     ctx.events.publish("upload", id=u.id, name=name, offset=0, length=length, state="created")
     headers = {**_base_headers(u), "Location": f"/v1/uploads/{u.id}"}
@@ -459,6 +479,21 @@ async def create(request: Request) -> Response:
             await _append(request, ups, u, declared)
         headers.update(_base_headers(u))
     return Response(status_code=201, headers=headers)
+
+
+async def _create_whole(request: Request, ctx, length: int, name: str, raw_meta: str,  # noqa: ANN001
+                        owner: str) -> Response:
+    """A creation request carrying a whole small file: stored like a small PUT (group
+    commit with the others arriving at once), recorded as a finished upload. A body cut
+    short stores nothing and creates no upload."""
+    data = await small_body(request, length)
+    doc = await ctx.batcher.put(ctx, data, name)
+    u = await ctx.run(_uploads(request).create_done, length, name, raw_meta, owner, doc)
+    ctx.events.publish("upload", id=u.id, name=name, offset=length, length=length, state="done",
+                       hash=u.done_hash)
+    ctx.events.publish("put", name=name, hash=u.done_hash, size=length, new=u.new)
+    await after_write(ctx)
+    return Response(status_code=201, headers={**_base_headers(u), "Location": f"/v1/uploads/{u.id}"})
 
 
 async def _append(request: Request, ups: Uploads, u: Upload, declared: int | None) -> None:
@@ -481,11 +516,15 @@ async def _append(request: Request, ups: Uploads, u: Upload, declared: int | Non
         await after_write(ctx)
 
 
+def _gone() -> Problem:
+    return Problem(404, "no such upload (finished long ago, expired or terminated)", "not-found")
+
+
 async def _owned(request: Request) -> Upload:
     _check_version(request)
     u = _uploads(request).get(request.path_params["id"])
     if u is None:
-        raise Problem(404, "no such upload (finished long ago, expired or terminated)", "not-found")
+        raise _gone()
     who = await require(request, "write", u.name)
     if u.name is None and who.prefix:
         raise Problem(403, "outside this token's prefix")
@@ -499,6 +538,8 @@ async def head(request: Request) -> Response:
     with trio.move_on_after(LOCK_WAIT_S):
         async with ups.live_of(u).lock:
             pass
+    if not ups.current(u):
+        raise _gone()
     h = _base_headers(u)
     if u.metadata:
         h["Upload-Metadata"] = u.metadata
@@ -524,6 +565,8 @@ async def patch(request: Request) -> Response:
     if not got:
         raise Problem(409, "another request is writing to this upload; try again")
     try:
+        if not ups.current(u):
+            raise _gone()
         if u.done_hash is not None or offset != u.offset:
             raise Problem(409, f"Upload-Offset is {offset} but the upload is at {u.offset}",
                           headers=_base_headers(u))
@@ -539,6 +582,8 @@ async def terminate(request: Request) -> Response:
     u = await _owned(request)
     ctx = request.app.state.ctx
     async with ups.live_of(u).lock:
+        if ups.all.get(u.id) is not u:  # terminated (or expired) while this request waited
+            raise _gone()
         await ctx.write(ups.drop, u)
     ctx.events.publish("upload", id=u.id, name=u.name, offset=u.offset, length=u.length,
                        state="terminated")
@@ -552,6 +597,8 @@ async def reap(ctx) -> None:  # noqa: ANN001 - Ctx
         for u in ups.expired():
             try:
                 async with ups.live_of(u).lock:
+                    if ups.all.get(u.id) is not u or u.expires >= time.time():
+                        continue  # gone meanwhile, or a PATCH that waited extended it
                     await ctx.write(ups.drop, u)
             except MosaicError as e:
                 log.warning("cannot drop expired upload %s: %s", u.id, e)

@@ -14,13 +14,19 @@ from typing import BinaryIO
 
 import pyfastcdc
 
+from mosaic.protocol.limits import MAX_BLOB_LEN
+
 from ..errors import UsageError
+from .codec import OVERHEAD
 
 #: Defaults chosen by measurement (docs/benchmarks.md): 16/48/192 KiB chunks gave
 #: the best dedup on the `versions` and `big` corpora at an affordable index size.
 DEFAULT_MIN = 16 * 1024
 DEFAULT_AVG = 48 * 1024
 DEFAULT_MAX = 192 * 1024
+#: the largest chunk a peer can receive: its stored object (at most the chunk plus the codec's
+#: OVERHEAD, as incompressible chunks are stored raw) must fit one ChunkData blob
+MAX_SENDABLE = MAX_BLOB_LEN - OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,17 @@ class ChunkParams:
             raise UsageError("chunk max size must be between 1 KiB and 16 MiB")
         if not self.min_size <= self.avg_size <= self.max_size:
             raise UsageError("chunk sizes must satisfy min <= avg <= max")
+        return self
+
+    def check_sendable(self) -> ChunkParams:
+        """UsageError if chunks this large could not be sent to a peer; returns self.
+
+        Checked when a node is made (`init`, and `init --key-file`, whose sizes come from the
+        key file); a node made before keeps opening.
+        """
+        if self.max_size > MAX_SENDABLE:
+            raise UsageError(f"chunk max size {self.max_size} B is above {MAX_SENDABLE} B, the "
+                             f"largest chunk the sync protocol can carry ({MAX_BLOB_LEN} B blobs)")
         return self
 
     def sizes(self) -> dict[str, int]:

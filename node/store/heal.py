@@ -185,7 +185,7 @@ class Healer:
             if cur is None or cur.pack_id != old:
                 continue  # recorded here already, or moved by someone else meanwhile
             idx.put_chunk(txn, e.chunk_id, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
-                                                       e.plain_len, cur.refcount))
+                                                       e.plain_len, cur.refcount), verified=True)
             bad_packs.add(old)
             moved += 1
         for pid in bad_packs:

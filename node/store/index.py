@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -164,6 +164,10 @@ class ChangeLog(Protocol):
                     changes: list[tuple[str, bytes | None]]
                     ) -> list[tuple[str, bytes | None, bytes | None]]:
         """Versioned name writes; returns (name, old, new) per real change."""
+        ...
+
+    def want_again(self, index: Index, cids: Sequence[bytes]) -> int:
+        """Chunks a read could not get from any copy: want them from peers."""
         ...
 
 

@@ -9,6 +9,11 @@ transaction, records the pack, its chunks, and every manifest whose chunks are
 now all durable. So a manifest is never committed before its chunks, and a
 killed put leaves at worst unreferenced chunks that `gc` removes and a re-run
 reuses.
+
+Dedup trusts only what this node verified (store/index.py, "verified records"):
+a chunk whose record came by import or sync is stored again and its record
+replaced by the put's own, and the manifest the put computed replaces a stored
+one of that file ID whose chunk list differs.
 """
 
 from __future__ import annotations
@@ -106,10 +111,13 @@ class Ingest:
     def _encode_batch(self, chunks: list[bytes | memoryview]) -> list[tuple[bytes, int, bytes | None]]:
         id_key, enc_key, level = self.keys.chunk_id, self.keys.chunk_enc, self.level
         out: list[tuple[bytes, int, bytes | None]] = []
-        with self.store.index.env.begin(db=self._chunks_db) as txn:
+        idx = self.store.index
+        with idx.env.begin(db=self._chunks_db) as txn:
+            claims = idx.any_unverified(txn)  # almost always False: one table count a batch
             for c in chunks:
                 cid = codec.chunk_id(id_key, c)
-                if cid in self.inflight or txn.get(cid) is not None:
+                known = txn.get(cid) is not None and (not claims or idx.chunk_verified(txn, cid))
+                if known or cid in self.inflight:
                     out.append((cid, len(c), None))
                 else:
                     out.append((cid, len(c), codec.encode(enc_key, cid, c, level)))
@@ -223,16 +231,17 @@ class Ingest:
             if sealed is not None:
                 idx.put_pack(txn, sealed.pack_id, PackRecord.sealed(
                     sealed.size, len(sealed.entries), owner=self.store.config.node_tag))
-                for e in sealed.entries:
+                for e in sealed.entries:  # a claim (unverified record) gives way to our copy
                     idx.put_chunk(txn, e.chunk_id, ChunkRecord(
-                        sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0), overwrite=False)
+                        sealed.pack_id, e.offset, e.stored_len, e.plain_len, 0), overwrite=False,
+                        verified=True)
                 self.healer.repoint(txn, sealed)
                 for b in targets:
                     idx.queue_upload(txn, sealed.pack_id, b)
             changes: list[tuple[str, bytes | None]] = []
             new_files = []
             for m, names in manifests:
-                if idx.add_manifest(txn, m):
+                if idx.put_verified_manifest(txn, m):  # new, or replacing another chunk list
                     new_files.append(m.file_id)
                 changes += [(n, m.file_id) for n in names]
             done = idx.set_names(txn, changes)

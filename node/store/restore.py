@@ -14,6 +14,7 @@ transaction only when a record just read carries a mark).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
 import logging
 from collections import deque
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, NotFoundError, StorageError
+from ..errors import IntegrityError, MosaicError, NotFoundError, StorageError
 from . import codec
 from .index import ChunkRecord, Manifest
 from .outfile import write_all, write_parts
@@ -75,6 +76,9 @@ def _decode_one(store: Store, cid: bytes, n: int, r: ChunkRecord, raw: bytes | N
         except IntegrityError as e:
             tried.append(str(e))
             store.note_bad_copy(r.pack_id, f"backend {where}", str(e))
+    if store.index.change_log is not None:  # peers may have it (cluster/replica.py); best effort
+        with contextlib.suppress(MosaicError):
+            store.index.change_log.want_again(store.index, [cid])
     if not tried:
         raise StorageError(f"chunk {cid.hex()[:16]} (pack {r.pack_id.hex()[:16]}) is not stored "
                            "locally and no backend holds it")

@@ -75,7 +75,8 @@ class Store:
             master = keymod.new_master_key()
         avg = chunk_avg or defaults.avg_size
         params = ChunkParams(chunk_min or min(defaults.min_size, avg // 4 * 2),
-                             avg, chunk_max or max(defaults.max_size, avg * 4)).validate()
+                             avg, chunk_max or max(defaults.max_size, avg * 4)
+                             ).validate().check_sendable()
         if params.min_size % 2:
             raise UsageError("chunk min size must be an even number of bytes "
                              "(FastCDC looks for cut points two bytes at a time)")

@@ -40,7 +40,8 @@ def export(store: Store, hashes: list[str] | None) -> str:
     files: list[DumpFile] = []
     locations: dict[bytes, DumpLocation] = {}
     with idx.read() as txn:
-        fids = list(idx.iter_manifest_ids(txn)) if hashes is None else [parse_hash(h) for h in hashes]
+        fids = (list(idx.iter_manifest_ids(txn)) if hashes is None
+                else list(dict.fromkeys(parse_hash(h) for h in hashes)))  # each file once
         wanted = set(fids)
         names_by_file: dict[bytes, list[str]] = {}
         for name, fid in idx.iter_names("", txn):
