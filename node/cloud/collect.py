@@ -117,12 +117,23 @@ def collect(cloud: Cloud, grace_s: float, dry_run: bool = False,
         if not dry_run:
             for pid in drops[b]:
                 _clear_drop(cloud, pid, b)
+    mine = _mine(cloud)
     for b in sorted(configured & set(hub.backends)):
         try:
-            _Pass(cloud, b, rep, int(grace_s * 1e9), now_ns, dry_run).run(drops.get(b, {}))
+            _Pass(cloud, b, rep, int(grace_s * 1e9), now_ns, dry_run).run(drops.get(b, {}), mine)
         except (BackendError, MosaicError) as e:
             rep.errors.append(f"{b}: {e}")
     return rep
+
+
+def _mine(cloud: Cloud) -> set[bytes]:
+    """Every pack this node's own index knows (records, and packs chunk records point at);
+    read once, under the exclusive home lock, so it stays true for the whole pass."""
+    idx = cloud.index
+    with idx.read() as txn:
+        out = {pid for pid, _ in idx.iter_packs(txn)}
+        out |= {r.pack_id for _, r in idx.iter_chunks(txn)}
+    return out
 
 
 class _Pass:
@@ -136,7 +147,7 @@ class _Pass:
         assert self.hub is not None
         self.be = self.hub.backends[backend]
 
-    def run(self, drops: dict[bytes, int]) -> None:
+    def run(self, drops: dict[bytes, int], mine: set[bytes]) -> None:
         objs = self.hub.run(self.be.list, "")
         sizes = {o.name: o.size for o in objs}
         packs = {}
@@ -157,7 +168,6 @@ class _Pass:
         for st in states.values():
             if st is not None:
                 known |= st.pack_refs()
-        mine = self._mine()
         known |= mine
         marks = self._marks(sizes)
         unfinished: list[Mark] = []
@@ -232,14 +242,6 @@ class _Pass:
             self.rep.waiting_for[tag] = c.gap
             return None
         return c
-
-    def _mine(self) -> set[bytes]:
-        """Every pack this node's own index knows (records, and packs chunk records point at)."""
-        idx = self.cloud.index
-        with idx.read() as txn:
-            out = {pid for pid, _ in idx.iter_packs(txn)}
-            out |= {r.pack_id for _, r in idx.iter_chunks(txn)}
-        return out
 
     def _marks(self, sizes: dict[str, int]) -> dict[bytes, Mark]:
         out = {}

@@ -119,9 +119,11 @@ def gc(cloud: Cloud, dry_run: bool = False, remote_repack_threshold: float = 0.5
     sealed by another node (known by import or location hint) only leaves this
     node's index (and local cache). A pack this node sealed and dropped (or replaced
     by its rewrite) leaves the local store at once and the backends through the
-    shared phase (collect.py): marked, then deleted once every node using the
-    backend has published an index state newer than the mark that does not
-    reference it, and the mark is `grace_s` old. Each chunk's references are checked
+    shared phase (collect.py): marked, then deleted once every other node using the
+    backend has published an index state newer than the mark, and again newer than
+    its confirmation, that does not reference it (a pack no node owns also waits
+    `grace_s`); a pack another node dropped that this node still uses is copied
+    into a pack of this node's ("moved off") so that it can go. Each chunk's references are checked
     again in the transaction that deletes it, so a chunk that gained one since the
     scan is kept. Temp files and orphan pack files are swept only once older than
     `grace_s`. Runs under the exclusive home lock: no put, import, daemon or other

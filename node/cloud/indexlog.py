@@ -290,8 +290,12 @@ def save(cloud: Cloud, compact: bool = False, publish: bool = False) -> None:
         for b in (b.name for b in cloud.config.backends if b.name in hub.backends):
             try:
                 register(cloud, b)
-                epochs[b] = read_epoch(cloud, b)
-            except (BackendError, IntegrityError) as e:
+                try:
+                    epochs[b] = read_epoch(cloud, b)
+                except IntegrityError as e:  # no gc waits on this copy until a gc rewrites it
+                    log.warning("mosaic: %s: %s", b, e)
+                    epochs[b] = -1
+            except BackendError as e:
                 errors.append(f"{b}: {e}")
                 continue
             targets.append(b)

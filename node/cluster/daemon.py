@@ -47,6 +47,7 @@ from mosaic.protocol.sync import SessionState, SyncSession
 
 from ..cloud.cache import pinned_not_local, warm
 from ..cloud.cloud import Cloud
+from ..cloud.collect import keep_published
 from ..cloud.credentials import load_secrets
 from ..cloud.hub import BackendHub, HubClosed
 from ..cloud.uploads import upload_pending
@@ -57,7 +58,7 @@ from ..store.store import Store
 from . import replica
 from .engine import Engine
 from .events import EventBus
-from .fetch import read_object, store_objects
+from .fetch import read_objects, store_objects
 from .identity import Identity
 from .peerauth import TransportError
 from .peers import Peers
@@ -69,9 +70,11 @@ POLL_S = 0.2
 ANTI_ENTROPY_S = 30.0
 PINS_S = 30.0  # pinned files that are not local are fetched at start and this often
 UPLOAD_S = 5.0  # upload rounds at least this often (sooner after chunks arrive from a peer)
-FETCH_BATCH = 1024
+FETCH_BATCH = 4096  # MAX_WANT: one request per round trip
 FETCH_ORIGIN_SHARE = FETCH_BATCH // 4  # one origin's share of a batch (filled up if others lack)
 STORE_BATCH_BYTES = 8 << 20
+PAGE_ENTRIES, PAGE_BYTES = 4096, 4 << 20  # log pages: fewer round trips and transactions
+SERVE_BATCH_BYTES = 1 << 20  # chunks read for a peer per thread hop (at least one)
 SESSION_BACKOFF_MAX_S = 60.0  # a peer whose sessions keep failing is dialled at most this seldom
 SESSION_OK_S = 30.0  # a session that lasted this long resets the back-off, however it ended
 LAG_NOTE_S = 1.0  # how often a session records the peer's lag at most
@@ -118,6 +121,7 @@ class _Outbox:
     HIGH_MSGS = 4096  # ... and below this many queued messages
     LIMIT = 64 << 20  # above this (bytes, estimated) the peer is cut off
     LIMIT_MSGS = 20_000  # ... or above this many queued messages (a flood of small answers)
+    WRITE_BYTES = 256 << 10  # queued messages are sent together up to about this much
 
     def __init__(self) -> None:
         self.send_ch, self.recv_ch = trio.open_memory_channel(math.inf)
@@ -151,10 +155,20 @@ class _Outbox:
         await self.room.wait()
 
     async def writer(self, conn) -> None:
-        async for m, n in self.recv_ch:
-            await conn.send(m)
-            self.queued -= n
-            self.count -= 1
+        """Send what is queued, many small messages per write (one TLS record, one syscall)."""
+        async for first in self.recv_ch:
+            batch = [first]
+            size = first[1]
+            while size < self.WRITE_BYTES:
+                try:
+                    item = self.recv_ch.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                batch.append(item)
+                size += item[1]
+            await conn.send_many([m for m, _ in batch])
+            self.queued -= size
+            self.count -= len(batch)
             if self.queued <= self.HIGH // 2 and self.count <= self.HIGH_MSGS // 2:
                 self.room.set()
 
@@ -244,7 +258,8 @@ class Daemon:
             except ValueError as e:
                 log.warning("peer %s: cannot vouch for it: %s", peer.hex()[:16], e)
         session = SyncSession(self.identity.node_id, self.sync_store, expected_peer_id=peer,
-                              capabilities=(self.cap,), software="mosaic/0.1")
+                              capabilities=(self.cap,), software="mosaic/0.1",
+                              batch_entries=PAGE_ENTRIES, batch_bytes=PAGE_BYTES)
         live = _Live(peer, session, outgoing=outgoing)
         key = id(live)
         self.live[key] = live
@@ -380,11 +395,15 @@ class Daemon:
 
     async def _server(self, live: _Live, send, wants, out: _Outbox) -> None:
         """Answer the peer's chunk requests beside the reader, pacing on the outbox."""
+        session = live.session
         async for msg in wants:
-            for cid in msg.chunk_ids:
+            todo = list(msg.chunk_ids)
+            while todo:  # a batch of objects per thread hop
                 await out.wait_room()
-                blob = await trio.to_thread.run_sync(read_object, self.cloud, cid)
-                await send([await live.call(live.session.chunk_reply, msg.request_id, cid, blob)])
+                got = await trio.to_thread.run_sync(read_objects, self.cloud, todo, SERVE_BATCH_BYTES)
+                todo = todo[len(got):]
+                await send(await live.call(lambda got=got, rid=msg.request_id: [
+                    session.chunk_reply(rid, cid, blob) for cid, blob in got]))
 
     async def _pusher(self, live: _Live, send) -> None:
         while True:
@@ -489,6 +508,8 @@ class Daemon:
             if self.cloud.config.backends:
                 try:
                     await trio.to_thread.run_sync(lambda: upload_pending(self.cloud, raise_on_error=False))
+                    # publish this node's index state when other nodes' gc waits for it
+                    await trio.to_thread.run_sync(keep_published, self.cloud)
                 except HubClosed:
                     return  # shutting down; the queue keeps what was not sent
                 except Exception as e:  # logged, retried next round

@@ -41,6 +41,7 @@ from .kill_cli import run_forked
 pytestmark = pytest.mark.slow  # ~100 CLI runs in all
 
 KILLS = int(os.environ.get("MOSAIC_KILLS", "20"))
+FINISH_EVERY = int(os.environ.get("MOSAIC_KILL_FINISH_EVERY", "4"))  # run the operation to the end
 KILL_CLI = Path(__file__).resolve().with_name("kill_cli.py")
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -112,7 +113,8 @@ def _verify(sc: Scenario, finish: Callable[[dict[str, Node]], None] | None) -> N
 def _kill_loop(sc: Scenario, finish: Callable[[dict[str, Node]], None], seed: int,
                kills: int = KILLS) -> None:
     """Kill the operation at `kills` seeded steps; after each: check clean and everything
-    readable (from the backends); every fourth time, the operation is also run to the end."""
+    readable (from the backends); every FINISH_EVERY-th time, the operation is also run to the
+    end first."""
     snap = sc.save()
     total = _count(sc, snap)
     assert total >= kills, f"only {total} steps"
@@ -121,7 +123,7 @@ def _kill_loop(sc: Scenario, finish: Callable[[dict[str, Node]], None], seed: in
         rc, _ = sc.run(at)
         assert rc == -signal.SIGKILL, (at, rc)
         try:
-            _verify(sc, finish if i % 4 == 0 else None)
+            _verify(sc, finish if i % FINISH_EVERY == 0 else None)
         except AssertionError as e:
             raise AssertionError(f"after a kill at step {at} of {total}: {e}") from None
         sc.restore(snap)
@@ -231,6 +233,7 @@ def test_kill_during_recover(tmp_path: Path) -> None:
     tag = a.config.node_tag
     f = make_joined(work, "f", a)
     f.save_index_copy()  # a fresh node's own (empty) copy, as after `backend add` and a save
+    fresh_tag = f.config.node_tag
     sc = Scenario(work, {"a": a.home.root, "f": f.home.root}, {"a": files}, "f",
                   ("recover", "--from", "d0", "--node", tag))
     a.close()
@@ -238,9 +241,14 @@ def test_kill_during_recover(tmp_path: Path) -> None:
 
     def finish(nodes: dict[str, Node]) -> None:
         n = nodes["f"]
-        if n.index.count("manifests") == 0 or n.config.node_tag != tag:
-            recover(n.cloud, "d0", node=tag)
+        with n.index.read() as txn:  # a recover that stopped after its commit
+            unfinished = txn.get(b"recover:tag", db=n.index.db["gcmarks"]) is not None
+        if unfinished or n.index.count("manifests") == 0:
+            recover(n.cloud, "d0", node=tag)  # run again: it finishes (or starts over)
         assert n.config.node_tag == tag
+        d0 = Path(n.config.backends[0].options["path"])  # the fresh node's own copy is gone
+        assert not list((d0 / "index" / fresh_tag).glob("*"))
+        assert not (d0 / "gc" / "nodes" / fresh_tag).exists()
         trim(n.cloud, 0)
         for name, data in files.items():
             assert n.get(name) == data, name

@@ -82,6 +82,8 @@ def test_list_and_choose_a_node(tmp_path: Path, shared) -> None:  # noqa: ANN001
     assert _config_tag(fresh) == ta
     nodes = {r["node"] for r in fresh.doc("backend", "nodes", "nas", timeout=30)}
     assert nodes == {ta, tb}  # its own empty registration and copy are gone
+    assert fresh("backend", "nodes", "nas", "--forget", ta, timeout=30).rc == 2  # itself
+    assert fresh("backend", "nodes", "nas", "--forget", "0000000000000000", timeout=30).rc == 1
     fresh.ok("rm", "a/0", timeout=30)
     rep = fresh.doc("gc", timeout=60)
     assert rep["packs_deleted"] >= 1 and rep["marked"] >= 1, rep

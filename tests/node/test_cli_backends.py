@@ -27,7 +27,7 @@ def test_cache_trim_and_warm_with_a_dir_backend(node_cli: Cli, tmp_path: Path) -
     assert info["local_packs"] >= 1 and info["evictable_bytes"] == info["used"] > 0
     stored = sorted(p.relative_to(bk).as_posix() for p in bk.rglob("*") if p.is_file())
     assert any(p.startswith("packs/") for p in stored)
-    assert all(p.startswith(("packs/", "index/")) or p == "mosaic-backend.json"
+    assert all(p.startswith(("packs/", "index/", "gc/")) or p == "mosaic-backend.json"
                for p in stored)  # packs, the index copy and the backend's marker
 
     after_trim = node_cli.doc("cache", "trim", "--to", "0")
