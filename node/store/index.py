@@ -37,6 +37,7 @@ stands in for content the put holds. Rows written before marks existed count as 
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -727,6 +728,15 @@ class Index:
             return t.stat(self.db[table])["entries"]
 
 
+def _disk_full(path: str) -> bool:
+    """True when the file system holding `path` has (almost) no space left for us."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
 class _WriteTxn:
     """Commit on success, abort on error; maps LMDB errors to StorageError."""
 
@@ -749,7 +759,9 @@ class _WriteTxn:
             except lmdb.MapFullError:
                 raise StorageError("index is full") from None
             except lmdb.Error as e:
-                msg = "disk full" if "No space" in str(e) else str(e)
+                # LMDB writes its pages through the file; on a full disk the kernel may report
+                # the failed write-back as EIO rather than ENOSPC, so look at the space left too
+                msg = "disk full" if "No space" in str(e) or _disk_full(self.env.path()) else str(e)
                 raise StorageError(f"index commit failed: {msg}") from None
         else:
             self.txn.abort()
