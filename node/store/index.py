@@ -183,7 +183,9 @@ class Index:
               # empty folders (store/tree.py), HTTP tokens (cluster/tokens.py), gc marks (cloud/gc.py)
               "folders", "tokens", "gcmarks",
               # records not verified by this node (imported or replicated claims)
-              "unverified")
+              "unverified",
+              # name -> when it was last written here (ns): the mount's mtime
+              "nametimes")
 
     def __init__(self, path: Path):
         try:
@@ -418,12 +420,27 @@ class Index:
                 raise StorageError(f"internal: name points at unknown file {fid.hex()[:16]}")
             numbered.append((name, no))
         out = []
+        now = U64.pack(time.time_ns())
+        times = self.db["nametimes"]
         for name, old, new in self.names.update(txn, numbered):
             old_fid = self._file_id(txn, old) if old is not None else None
             new_fid = self._file_id(txn, new) if new is not None else None
             out.append((name, old_fid, new_fid))
             self._journal_name(txn, name)
+            key = name.encode("utf-8")
+            if len(key) <= MAX_TIME_KEY:
+                if new is None:
+                    txn.delete(key, db=times)
+                else:
+                    txn.put(key, now, db=times)
         return out
+
+    def name_time(self, name: str, txn: lmdb.Transaction | None = None) -> int | None:
+        """When `name` was last written here (ns since the epoch), or None if unknown
+        (names written before this was recorded)."""
+        t = txn or self.read()
+        v = t.get(name.encode("utf-8"), db=self.db["nametimes"])
+        return U64.unpack(v)[0] if v is not None else None
 
     def set_name(self, txn: lmdb.Transaction, name: str, fid: bytes) -> bytes | None:
         """Point `name` at `fid`; returns the file ID it pointed at before, if any."""
@@ -726,6 +743,9 @@ class Index:
         """Number of rows in a table."""
         with self.read() as t:
             return t.stat(self.db[table])["entries"]
+
+
+MAX_TIME_KEY = 500  # names longer than LMDB's key limit allows (none since protocol 2) get no time
 
 
 def _disk_full(path: str) -> bool:

@@ -120,3 +120,16 @@ def test_move_and_remove_whole_folders(node):
     assert [e.name for e in node.ls("")] == ["p b", "p-x"]
     with pytest.raises(NotFoundError):
         node.rm_folder("r")
+
+
+def test_names_remember_when_they_were_written(node):
+    import time
+    t0 = time.time_ns()
+    node.put(b"x", name="a/b")
+    with node.index.read() as txn:
+        written = node.index.name_time("a/b", txn)
+    assert written is not None and written >= t0
+    node.mv("a/b", "c")
+    with node.index.read() as txn:
+        assert node.index.name_time("a/b", txn) is None
+        assert node.index.name_time("c", txn) >= written
