@@ -5,7 +5,11 @@ Usage::
 
     python tools/bench_mount.py [--corpus /work/bench-corpus] [--work /work/bench-work/mount]
         [--runs 3] [--big big/a.bin] [--small small] [--peers restic,borg]
-        [--mosaic-bin "python -m mosaic"] [--json OUT.json]
+        [--mosaic-bin "python -m mosaic"] [--baseline "CMD"] [--json OUT.json]
+
+Needs ``restic`` and ``borg`` on PATH, and fuse3. ``borg mount`` needs Debian's
+``python3-pyfuse3`` (apt), installed for the system Python that runs borg: Debian's
+borg does not see a pyfuse3 installed with pip in a virtual environment.
 
 Set-up (untimed): one Mosaic node, one restic repository and one borg repository, each
 holding the small corpus (~7.7k files) and the 1 GiB file, stored from the same folder.
@@ -17,8 +21,13 @@ were just written and are read again on every run):
 * ``ls -lR`` of the small corpus through the mount (wall seconds);
 * ``cat`` of the 1 GiB file through the mount to /dev/null (wall seconds, MB/s), checked
   once per tool against the original with ``cmp`` (untimed);
-* the mount process's peak RSS (VmHWM from /proc) after the read;
-* for Mosaic also ``mosaic get FILE -`` to /dev/null and ``mosaic get FILE DEST``.
+* the mount process's peak RSS (VmHWM from /proc) after the read, and its CPU seconds
+  (user + system, from /proc) during `ls -lR` and during the read: on a loaded machine
+  wall times swing with the load, CPU seconds much less;
+* for Mosaic also ``mosaic get FILE -`` to /dev/null and ``mosaic get FILE DEST``;
+* with ``--baseline CMD``, a second build of Mosaic's mount on the same node home, as
+  tool ``mosaic-baseline`` (before/after comparisons in one run), e.g.
+  ``--baseline "env PYTHONPATH=/tmp/old-tree python -m mosaic"``.
 
 Every timed command runs under GNU ``time -v`` with a ``sync`` before it (tools/benchlib
 measure.py); runs rotate the order of the tools; the table gives the median [min-max].
@@ -86,6 +95,12 @@ def set_up(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Tool]:
     tools["mosaic"] = Tool(
         "mosaic", lambda mp: [*mosaic, "--home", str(home), "mount", str(mp), "--foreground", "-q"],
         lambda mp: mp / args.small, lambda mp: mp / args.big)
+    if args.baseline:
+        base = shlex.split(args.baseline)
+        tools["mosaic-baseline"] = Tool(
+            "mosaic-baseline",
+            lambda mp: [*base, "--home", str(home), "mount", str(mp), "--foreground", "-q"],
+            lambda mp: mp / args.small, lambda mp: mp / args.big)
     if "restic" in args.peers:
         if not restic_repo.exists():
             log("set-up: restic init + backup")
@@ -133,6 +148,14 @@ class Mounted:
                 raise BenchError(f"{tool.name} mount did not come up (see {self.log.name})")
             time.sleep(0.1)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the mount process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_kb(self) -> int:
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -172,14 +195,20 @@ def measure_tool(tool: Tool, args: argparse.Namespace, env: dict[str, str], run:
     rec: dict = {"tool": tool.name, "run": run}
     wait_for_quiet(30)
     with Mounted(tool, mp, env) as m:
+        cpu = m.cpu_s()
         t = run_timed(["sh", "-c", f"ls -lR {shlex.quote(str(tool.small_path(mp)))} >/dev/null"],
                       args.work, env, tf, 3600)
-        rec.update(ls_s=t.wall_s, ls_rc=t.returncode)
+        used = m.cpu_s() - cpu
+        rec.update(ls_s=t.wall_s, ls_rc=t.returncode, ls_mount_cpu_s=used,
+                   ls_others_cpu_s=t.other_cpu_s - used)
         rec["rss_after_ls_kb"] = m.peak_rss_kb()
         big = tool.big_path(mp)
+        cpu = m.cpu_s()
         t = run_timed(["sh", "-c", f"cat {shlex.quote(str(big))} >/dev/null"], args.work, env, tf,
                       3600)
-        rec.update(read_s=t.wall_s, read_rc=t.returncode, peak_rss_kb=m.peak_rss_kb())
+        used = m.cpu_s() - cpu
+        rec.update(read_s=t.wall_s, read_rc=t.returncode, peak_rss_kb=m.peak_rss_kb(),
+                   read_mount_cpu_s=used, read_others_cpu_s=t.other_cpu_s - used)
         if tool.name not in checked:
             same = subprocess.run(["cmp", "-s", str(big), str(args.corpus / args.big)]).returncode
             rec["read_identical"] = same == 0
@@ -196,7 +225,8 @@ def measure_get(args: argparse.Namespace, env: dict[str, str], run: int) -> dict
     base = shlex.join([*mosaic, "--home", str(home), "get", args.big])
     t = run_timed(["sh", "-c", f"{base} - >/dev/null"], args.work, env, tf, 3600)
     rec = {"tool": "mosaic-get", "run": run, "read_s": t.wall_s, "read_rc": t.returncode,
-           "peak_rss_kb": t.maxrss_kb}
+           "peak_rss_kb": t.maxrss_kb, "read_mount_cpu_s": t.user_s + t.sys_s,
+           "read_others_cpu_s": t.other_cpu_s}
     dest = args.work / "get-out.bin"
     t = run_timed([*mosaic, "--home", str(home), "get", args.big, str(dest)], args.work, env, tf, 3600)
     rec.update(get_file_s=t.wall_s + t.flush_s, get_file_rc=t.returncode)
@@ -208,13 +238,23 @@ def median(xs: list[float]) -> str:
     return f"{statistics.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
 
 
+def _med(records: list[dict], key: str) -> str:
+    xs = [r[key] for r in records if key in r]
+    return f"{statistics.median(xs):.2f}" if xs else "-"
+
+
 def report(records: list[dict], big_bytes: int, files: int) -> str:
-    """The markdown table and the ratios."""
+    """The markdown table and the ratios.
+
+    CPU s: the mount process's user + system CPU while `ls -lR` and the read ran (for
+    `mosaic get`, the command's own). Others' CPU s: what the rest of the machine used
+    meanwhile (other processes' load; the reader `cat`/`ls` included)."""
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["tool"], []).append(r)
-    lines = [f"| tool | ls -lR of {files} files (s) | read 1 GiB (s) | MB/s | peak RSS (MiB) |",
-             "|---|---|---|---|---|"]
+    lines = [f"| tool | ls -lR of {files} files (s) | read 1 GiB (s) | MB/s | peak RSS (MiB) "
+             "| CPU s: ls / read | others' CPU s: ls / read |",
+             "|---|---|---|---|---|---|---|"]
     med: dict[str, dict[str, float]] = {}
     for tool, rs in by.items():
         ls = [r["ls_s"] for r in rs if "ls_s" in r]
@@ -222,19 +262,22 @@ def report(records: list[dict], big_bytes: int, files: int) -> str:
         rss = [r["peak_rss_kb"] / 1024 for r in rs]
         med[tool] = {"ls": statistics.median(ls) if ls else 0.0, "read": statistics.median(rd)}
         mbs = [big_bytes / 1e6 / x for x in rd]
+        cpu = [_med(rs, "ls_mount_cpu_s"), _med(rs, "read_mount_cpu_s")]
+        others = [_med(rs, "ls_others_cpu_s"), _med(rs, "read_others_cpu_s")]
         lines.append(f"| {tool} | {median(ls) if ls else '-'} | {median(rd)} | "
-                     f"{statistics.median(mbs):.0f} | {statistics.median(rss):.0f} |")
+                     f"{statistics.median(mbs):.0f} | {statistics.median(rss):.0f} "
+                     f"| {' / '.join(cpu)} | {' / '.join(others)} |")
     if "mosaic-get" in by:
         gf = [r["get_file_s"] for r in by["mosaic-get"]]
         lines.append(f"\n`mosaic get FILE DEST` (to a file, with its flush): {median(gf)} s")
     m = med.get("mosaic")
     if m:
         lines.append("")
-        for peer in ("restic", "borg"):
+        for peer in ("restic", "borg", "mosaic-baseline"):
             if peer in med and m["ls"]:
                 lines.append(f"- ls -lR: mosaic mount is {med[peer]['ls'] / m['ls']:.1f}x faster "
                              f"than {peer} mount")
-        for peer in ("restic", "borg"):
+        for peer in ("restic", "borg", "mosaic-baseline"):
             if peer in med:
                 lines.append(f"- 1 GiB read: mosaic mount {med[peer]['read'] / m['read']:.2f}x "
                              f"the speed of {peer} mount")
@@ -253,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--peers", default="restic,borg")
     p.add_argument("--mosaic-bin", default=f"{sys.executable} -m mosaic")
+    p.add_argument("--baseline", default="", metavar="CMD",
+                   help="also measure the mount of this mosaic command (e.g. an older tree)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     args.peers = [x for x in args.peers.split(",") if x]

@@ -125,6 +125,7 @@ class Daemon:
     def __init__(self, home: Path, port: int):
         self.home, self.port = home, port
         self.proc: subprocess.Popen | None = None
+        self.profiler: subprocess.Popen | None = None
         self.log = home.with_suffix(".log")
 
     def start(self) -> float:
@@ -149,7 +150,29 @@ class Daemon:
         wait_for(ready, 30, f"daemon {self.home.name} to be ready")
         return t0
 
+    def profile(self, out: Path) -> None:
+        """Sample the running daemon with py-spy (must be installed) into a flame graph."""
+        assert self.proc is not None
+        self.profiler = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250", "--threads",
+             "--format", {".json": "speedscope", ".txt": "raw"}.get(out.suffix, "flamegraph"),
+             "-o", str(out)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+    def end_profile(self) -> None:
+        """Stop py-spy (on SIGINT it writes its output)."""
+        if self.profiler is None:
+            return
+        prof, self.profiler = self.profiler, None
+        prof.send_signal(signal.SIGINT)
+        try:
+            prof.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            prof.kill()
+            prof.wait(timeout=10)
+
     def stop(self) -> None:
+        self.end_profile()
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
@@ -355,7 +378,7 @@ def ingest_small(home: Path, n: int, rng: random.Random) -> float:
 
 
 def run(work: Path, n_files: int, big_mib: int, seed: int, a_timeout: float,
-        fallback_files: int) -> dict:
+        fallback_files: int, profile: tuple[Path | None, Path | None] = (None, None)) -> dict:
     rng = random.Random(seed)
     home_a, home_b, a_id, _, da, db = make_pair(work, "")
     res: dict = {"files": n_files, "big_file_bytes": big_mib << 20, "seed": seed,
@@ -373,6 +396,9 @@ def run(work: Path, n_files: int, big_mib: int, seed: int, a_timeout: float,
         da.start()
         t0 = db.start()
         t_ready = time.monotonic()
+        for d, out in zip((da, db), profile, strict=True):
+            if out is not None:
+                d.profile(out)
         res["a_b_start_s"] = t_ready - t0
         peek_b = Peek(home_b)
         pb = peek_b
@@ -391,6 +417,8 @@ def run(work: Path, n_files: int, big_mib: int, seed: int, a_timeout: float,
             if res["a_all_files_s"] is not None and res["a_log_synced_s"] is not None:
                 break  # both measured (files can be complete before the last name writes)
             time.sleep(0.005)
+        da.end_profile()
+        db.end_profile()
         res["a_files_on_b_at_end"] = pb.files()
         res["a_elapsed_s"] = time.monotonic() - t0
         if res["a_all_files_s"] is None:
@@ -498,6 +526,105 @@ def run(work: Path, n_files: int, big_mib: int, seed: int, a_timeout: float,
     return res
 
 
+# ---- in-process: the CPU the sync costs, insensitive to machine load ------------------
+
+def run_cpu(work: Path, n_files: int, seed: int) -> dict:
+    """(a) without daemons, sockets or threads: A's and B's sessions, stores and chunk
+    transfers in this one process, every message through `encode_message`/`decode_message`
+    and every chunk through `read_object`/`store_objects` as the daemons do. Reports the CPU
+    time (`time.process_time`) from B's Hello until B holds every file, split by side."""
+    from mosaic.node.cloud.cloud import Cloud
+    from mosaic.node.cluster import replica
+    from mosaic.node.cluster.fetch import read_object, store_objects
+    from mosaic.node.store.store import Store
+    from mosaic.protocol.messages import ChunkData, ChunkMissing, WantChunks, decode_message
+    from mosaic.protocol.sync import SyncSession
+
+    rng = random.Random(seed)
+    home_a, home_b, _, _, _, _ = make_pair(work, "")
+    t_ingest = ingest_small(home_a, n_files, rng)
+    sides = []
+    for home in (home_a, home_b):
+        store = Store.open(home)
+        replica.install(store.index)
+        ident = Identity.load_or_create(home)
+        if hasattr(replica, "use_identity"):  # signed logs (protocol 3)
+            replica.use_identity(store.index, ident)
+            replica.upgrade(store.index)
+        replica.enable(store.index, ident.node_id)
+        sides.append((store, Cloud(store), ident))
+    (sa, ca, ia), (sb, cb, ib) = sides
+    cap = (f"key.{sa.keys.key_id}",)
+    if hasattr(replica, "vouch"):  # what each daemon does when it meets the other
+        replica.vouch(sa.index, ib.cert_der)
+        replica.vouch(sb.index, ia.cert_der)
+    a = SyncSession(ia.node_id, replica.LmdbSyncStore(sa.index), expected_peer_id=ib.node_id,
+                    capabilities=cap, software="mosaic/0.1")
+    b = SyncSession(ib.node_id, replica.LmdbSyncStore(sb.index), expected_peer_id=ia.node_id,
+                    capabilities=cap, software="mosaic/0.1")
+    cpu = {"a": 0.0, "b": 0.0}
+    wire = {"a": 0, "b": 0}
+
+    def timed(side: str, fn, *args):
+        t = time.process_time()
+        try:
+            return fn(*args)
+        finally:
+            cpu[side] += time.process_time() - t
+
+    def over_wire(side: str, msgs) -> list:  # encode on the sender, decode on the receiver
+        frames = timed(side, lambda: [encode_frame(encode_message(m)) for m in msgs])
+        wire[side] += sum(map(len, frames))
+        other = "b" if side == "a" else "a"
+        return timed(other, lambda: [decode_message(f[4:]) for f in frames])
+
+    def wanted() -> list[bytes]:
+        got = replica.wanted_chunks(sb.index, 1024)
+        return got[0] if isinstance(got, tuple) else got
+
+    t_wall = time.monotonic()
+    to_a, to_b = over_wire("b", b.start()), []
+    requested: set[bytes] = set()
+    arrived: list[tuple[bytes, bytes]] = []
+    rounds = 0
+    while to_a or to_b:
+        rounds += 1
+        for m in to_a:
+            out = timed("a", a.receive, m)
+            if isinstance(m, WantChunks):
+                out = out + timed("a", lambda m=m: [a.chunk_reply(m.request_id, c,
+                                                                  read_object(ca, c))
+                                                    for c in m.chunk_ids])
+            to_b += over_wire("a", out)
+        to_a = []
+        for m in to_b:
+            to_a += over_wire("b", timed("b", b.receive, m))
+            if isinstance(m, ChunkData | ChunkMissing):
+                requested.discard(m.chunk_id)
+                if isinstance(m, ChunkData):
+                    arrived.append((m.chunk_id, m.blob))
+        to_b = []
+        if arrived and not requested:
+            timed("b", store_objects, cb, arrived)
+            arrived = []
+            to_a += over_wire("b", timed("b", b.local_changed))  # B's Have records
+        if not requested:
+            ids = timed("b", wanted)
+            if ids:
+                requested |= set(ids)
+                to_a += over_wire("b", timed("b", b.want_chunks, ids))
+    wall = time.monotonic() - t_wall
+    files_b = sb.index.count("manifests")
+    for store, cloud, _ in sides:
+        cloud.close()
+        store.close()
+    if files_b < n_files:
+        raise BenchError(f"in-process sync ended with {files_b} of {n_files} files on B")
+    return {"files": n_files, "a_ingest_s": t_ingest, "cpu_a_s": cpu["a"], "cpu_b_s": cpu["b"],
+            "cpu_s": cpu["a"] + cpu["b"], "wall_s": wall, "wire_bytes": wire,
+            "rounds": rounds}
+
+
 def markdown(r: dict) -> str:
     def kib(n: int) -> str:
         return f"{n:,} B ({n / 1024:.1f} KiB)"
@@ -551,6 +678,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="if (a) does not finish, run (b) and (c) on a fresh pair with N files")
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the node homes")
+    for side in "ab":
+        ap.add_argument(f"--profile-{side}", type=Path, metavar="OUT",
+                        help=f"sample {side.upper()}'s daemon with py-spy from when B is ready to "
+                             "the end of (a) (OUT.svg: flame graph, OUT.json: speedscope, "
+                             "OUT.txt: collapsed stacks)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="measure (a) in one process instead: CPU seconds of A and B (no "
+                         "daemons; insensitive to machine load)")
     args = ap.parse_args(argv)
     os.environ.pop("MOSAIC_PASSPHRASE", None)  # the nodes are unsealed
     work = args.work or Path(tempfile.mkdtemp(prefix="mosaic-sync-bench-"))
@@ -559,8 +694,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sync_bench: {work} is not empty", file=sys.stderr)
             return 2
         work.mkdir(parents=True, exist_ok=True)
+    if args.cpu:
+        try:
+            res = run_cpu(work, args.files, args.seed)
+        except BenchError as e:
+            print(f"sync_bench: {e}", file=sys.stderr)
+            return 2
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(res))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=1) + "\n")
+        return 0
     try:
-        res = run(work, args.files, args.big_mib, args.seed, args.a_timeout, args.fallback_files)
+        res = run(work, args.files, args.big_mib, args.seed, args.a_timeout, args.fallback_files,
+                  (args.profile_a, args.profile_b))
     except BenchError as e:
         print(f"sync_bench: {e}", file=sys.stderr)
         return 2

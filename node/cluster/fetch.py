@@ -6,6 +6,7 @@ calls them in worker threads, and backend reads run on its loop through the hub.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..cloud.placement import choose
@@ -37,6 +38,20 @@ def read_object(cloud: Cloud, cid: bytes) -> bytes | None:
     # (replica.want_again leaves chunks of packs this node sealed alone).
     replica.want_again(cloud.index, [cid])
     return None
+
+
+def read_objects(cloud: Cloud, cids: Sequence[bytes], max_bytes: int
+                 ) -> list[tuple[bytes, bytes | None]]:
+    """`read_object` for the first of `cids` (at least one) until about `max_bytes` are read."""
+    out: list[tuple[bytes, bytes | None]] = []
+    size = 0
+    for cid in cids:
+        blob = read_object(cloud, cid)
+        out.append((cid, blob))
+        size += len(blob) if blob is not None else 64
+        if size >= max_bytes:
+            break
+    return out
 
 
 def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int, list[str]]:

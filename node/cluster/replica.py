@@ -50,6 +50,8 @@ from blake3 import blake3
 
 from mosaic.protocol.names import (
     NameState,
+    closing_write,
+    conflict_base,
     decode_name_state,
     encode_name_state,
     merge_name,
@@ -378,9 +380,11 @@ def _write_name(index: Index, txn: lmdb.Transaction, name: str, fid: bytes | Non
     return rec
 
 
-def _merge(index: Index, txn: lmdb.Transaction, state: NameState | None, rec: NameRecord
+def _merge(index: Index, txn: lmdb.Transaction, state: NameState | None, rec: NameRecord,
+           views: list[tuple[str, bytes | None]] | None = None
            ) -> list[tuple[str, bytes | None, bytes | None]]:
-    """Fold a write into the name's state and update the visible names; returns view changes."""
+    """Fold a write into the name's state and update the visible names; returns view changes
+    (none if they were added to `views`, for the caller to apply in one go)."""
     new = merge_name(state, rec)
     txn.put(b"last_hlc", U64.pack(max(_last_hlc(index, txn), rec.version.hlc)), db=index.db["meta"])
     if new is state:
@@ -393,26 +397,56 @@ def _merge(index: Index, txn: lmdb.Transaction, state: NameState | None, rec: Na
             after[n] = f
         else:  # shown once the file arrives (see _names_waiting_for)
             txn.put(f + name_key(rec.name), rec.name.encode("utf-8"), db=index.db["namewait"])
+    # the name directory drops what is already so (NameStore.update): no lookup per name here
     changes: list[tuple[str, bytes | None]] = [(n, None) for n in before if n not in after]
-    changes += [(n, f) for n, f in after.items() if index.resolve_name(n, txn) != f]
+    changes += after.items()
+    if views is not None:
+        views += changes
+        return []
     return index.set_names_view(txn, changes) if changes else []
+
+
+def _show(index: Index, txn: lmdb.Transaction, views: list[tuple[str, bytes | None]]) -> None:
+    """Apply collected name directory changes at once (the last change of a name wins)."""
+    if views:
+        index.set_names_view(txn, list(dict(views).items()))
+
+
+def _close_conflict(index: Index, txn: lmdb.Transaction, name: str) -> bool:
+    """If `name` is shown as a conflict copy (and is no live name of its own), close that
+    losing head with a logged write on its base name; True if it did."""
+    own = _state(index, txn, name)
+    base = conflict_base(name)
+    state = _state(index, txn, base) if base is not None and (own is None or own.file_id is None) else None
+    rec = None if state is None else closing_write(
+        state, name, origin=index.repl_origin, last_hlc=_last_hlc(index, txn),
+        now_ms=time.time_ns() // 1_000_000)
+    if rec is None:
+        return False
+    _merge(index, txn, state, rec)
+    _append_local(index, txn, rec)
+    return True
 
 
 def write_names(index: Index, txn: lmdb.Transaction, changes: list[tuple[str, bytes | None]]
                 ) -> list[tuple[str, bytes | None, bytes | None]]:
-    """Local name changes under replication: versioned, merged, logged."""
+    """Local name changes under replication: versioned, merged, logged. Removing (or
+    replacing) a conflict copy closes that conflict; its name then holds nothing (or the
+    new file, as a name of its own)."""
     out = []
     for name, fid in changes:
         old = index.resolve_name(name, txn)
         if old == fid:
             continue
-        _write_name(index, txn, name, fid)
+        if not (_close_conflict(index, txn, name) and fid is None):
+            _write_name(index, txn, name, fid)
         out.append((name, old, fid))
     return out
 
 
 # ---- applying what peers send ---------------------------------------------
-def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord, origin: bytes) -> None:
+def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord, origin: bytes,
+                    views: list[tuple[str, bytes | None]] | None = None) -> None:
     if txn.get(rec.file_id, db=index.db["manifests"]) is not None:
         return
     locs = {loc.chunk_id: loc for loc in rec.locations}
@@ -431,7 +465,7 @@ def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord, or
             elif not set(mine) <= set(prev.locations):
                 index.put_pack(txn, loc.pack_id, prev.adding(*mine))
             index.put_chunk(txn, cid, ChunkRecord(loc.pack_id, loc.offset, loc.length, lengths[cid], 0),
-                            overwrite=False)
+                            overwrite=False, verified=False)
             continue
         if txn.get(cid, db=index.db["wanted"]) is None:
             txn.put(cid, _WANT.pack(n) + origin, db=index.db["wanted"])
@@ -441,7 +475,7 @@ def _apply_manifest(index: Index, txn: lmdb.Transaction, rec: ManifestRecord, or
         txn.put(rec.file_id, msgpack.packb(entry_to_wire(LogEntry(1, rec)), use_bin_type=True),
                 db=index.db["waiting"])
         return
-    _complete(index, txn, rec)
+    _complete(index, txn, rec, views)
 
 
 def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord,
@@ -451,7 +485,8 @@ def _complete(index: Index, txn: lmdb.Transaction, rec: ManifestRecord,
     origin = index.repl_origin
     index.repl_origin = None  # not a local write: do not log the manifest again
     try:
-        index.add_manifest(txn, Manifest(rec.file_id, rec.size, rec.created_ns, rec.chunks))
+        index.add_manifest(txn, Manifest(rec.file_id, rec.size, rec.created_ns, rec.chunks),
+                           verified=False)
     finally:
         index.repl_origin = origin
     if origin is not None:
@@ -497,9 +532,7 @@ def _names_waiting_for(index: Index, txn: lmdb.Transaction, fid: bytes
         st = _state(index, txn, raw.decode("utf-8"))
         if st is None:
             continue
-        for n, f in st.visible().items():
-            if f == fid and index.resolve_name(n, txn) != f:
-                changes.append((n, f))
+        changes += [(n, f) for n, f in st.visible().items() if f == fid]
     return changes
 
 
@@ -522,8 +555,7 @@ def chunks_arrived(index: Index, txn: lmdb.Transaction, cids: set[bytes]) -> int
         if all(index.get_chunk(c, txn) is not None for c, _ in rec.chunks):
             _complete(index, txn, rec, views)
             done += 1
-    if views:
-        index.set_names_view(txn, list(dict(views).items()))
+    _show(index, txn, views)
     return done
 
 
@@ -707,8 +739,10 @@ class LmdbSyncStore:
                 return rejection
             try:
                 with idx.env.begin(write=True, parent=txn) as child:
+                    views: list[tuple[str, bytes | None]] = []  # one directory update per page
                     for e, _, body in todo:
-                        self._apply_one(child, origin, e, body)
+                        self._apply_one(child, origin, e, body, views)
+                    _show(idx, child, views)
                     child.put(_HEAD + origin, todo[-1][1].to_bytes(), db=idx.db["meta"])
                 return rejection
             except Exception as e:  # find the entry that fails; keep those before it
@@ -726,12 +760,13 @@ class LmdbSyncStore:
                         origin.hex()[:16], type(err).__name__, str(err)[:200])
             return Rejection(seq, f"cannot apply: {type(err).__name__}")
 
-    def _apply_one(self, txn: lmdb.Transaction, origin: bytes, e: LogEntry, body: bytes) -> None:
+    def _apply_one(self, txn: lmdb.Transaction, origin: bytes, e: LogEntry, body: bytes,
+                   views: list[tuple[str, bytes | None]] | None = None) -> None:
         idx = self.index
         _append(idx, txn, origin, e, None, body)
         rec = e.record
         if isinstance(rec, ManifestRecord):
-            _apply_manifest(idx, txn, rec, origin)
+            _apply_manifest(idx, txn, rec, origin, views)
         elif isinstance(rec, HaveRecord):
             txn.put(rec.file_id + origin, b"\x01" if rec.complete else b"\x00", db=idx.db["have"])
             if rec.complete:
@@ -739,7 +774,7 @@ class LmdbSyncStore:
         elif isinstance(rec, MemberRecord):
             _learn_member(idx, txn, rec.cert)
         else:
-            _merge(idx, txn, _state(idx, txn, rec.name), rec)
+            _merge(idx, txn, _state(idx, txn, rec.name), rec, views)
 
 
 def install(index: Index) -> None:

@@ -29,7 +29,7 @@ import secrets
 import ssl
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import trio
@@ -237,9 +237,17 @@ class PeerConnection(trio.abc.AsyncResource):
 
     async def send(self, msg: Message) -> None:
         """Frame and send one protocol message. ConnectionClosed if the connection is gone."""
-        if isinstance(msg, Hello) and msg.node_id != self._local_id:
+        await self.send_many((msg,))
+
+    async def send_many(self, msgs: Sequence[Message]) -> None:
+        """Frame and send messages in order with one write (fewer TLS records and syscalls
+        than one `send` each). ConnectionClosed if the connection is gone."""
+        if any(isinstance(m, Hello) and m.node_id != self._local_id for m in msgs):
             raise LocalProtocolError("our Hello must carry our own node id")
-        data = encode_frame(encode_message(msg))  # the peer's default limit, not ours
+        # framed for the peer's default limit, not ours
+        data = b"".join([encode_frame(encode_message(m)) for m in msgs])
+        if not data:
+            return
         async with self._send_lock:
             try:
                 await self._stream.send_all(data)

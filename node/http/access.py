@@ -7,6 +7,7 @@ from collections.abc import Callable
 from ..errors import NotFoundError, UsageError
 from ..store.home import check_name
 from ..store.index import Index
+from ..store.tree import folder_exists
 from ..units import is_hash
 from .auth import Principal
 from .context import Ctx
@@ -42,6 +43,31 @@ def named_under(index: Index, fid: bytes, prefix: str) -> bool:
         if index.resolve_name(prefix, txn) == fid:
             return True
         return any(f == fid for _, f in index.iter_names(prefix + "/", txn))
+
+
+def name_conflict(index: Index, name: str, txn=None) -> str | None:  # noqa: ANN001 - lmdb txn
+    """Why a file may not be stored under `name` (a folder has that path, or a file has the
+    path of one of its folders), or None. Blocking."""
+    t = txn or index.read()
+    try:
+        if index.resolve_name(name, t) is None and folder_exists(index, name, t):
+            return f"a folder has this name: {name}"
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if index.resolve_name(parent, t) is not None:
+                return f"a file has the name of a folder in this path: {parent}"
+        return None
+    finally:
+        if txn is None:
+            t.abort()
+
+
+def check_file_name(index: Index, name: str) -> None:
+    """Problem 409 if a file may not be stored under `name` (see name_conflict). Blocking."""
+    why = name_conflict(index, name)
+    if why is not None:
+        raise Problem(409, why, "conflict")
 
 
 Found = tuple[str, int, bytes | None]  # hash, size, the whole file if `want_body` asked for it

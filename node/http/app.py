@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from ..errors import MosaicError
 from . import files, node_routes, openapi, problems, tus
@@ -69,6 +70,8 @@ class Guard:
                                    f"{MAX_HEADER_BYTES} bytes, {MAX_HEADERS} fields)")
             if _CONTROL.search(scope.get("path", "")):
                 raise Problem(400, "control characters are not allowed in paths", "usage")
+            if not _utf8_path(scope):
+                raise Problem(400, "the path is not valid UTF-8 once percent-decoded", "usage")
             await self.app(scope, receive, send_wrapped)
         except BaseException as e:  # noqa: BLE001 - every error becomes a problem document
             p = _problem_of(e)
@@ -82,6 +85,19 @@ class Guard:
                 # the body may be unread: the connection cannot carry another request
                 p.headers.setdefault("Connection", "close")
             await problems.response(p, scope.get("path", ""), head)(scope, receive, send_wrapped)
+
+
+def _utf8_path(scope: dict) -> bool:
+    """True if the raw path, percent-decoded, is UTF-8 (the server decodes it leniently,
+    turning bad bytes into U+FFFD, which must never become part of a name)."""
+    raw = scope.get("raw_path")
+    if not raw or b"%" not in raw:
+        return True
+    try:
+        unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _Abort(Exception):
@@ -133,7 +149,9 @@ def build_app(ctx: Ctx) -> Starlette:
     from .ui import routes as ui_routes
     api: list = [Route("/v1/openapi.json", _openapi, methods=["GET"]),
                  *files.routes(), *tus.routes(), *node_routes.routes()]
-    app = Starlette(routes=[*api, Mount("/", routes=ui_routes(ctx))],
+    # the UI's routes join the same list (not a Mount at "/", which would match every path
+    # fully and turn a /v1 path called with the wrong method into 404 instead of 405)
+    app = Starlette(routes=[*api, *ui_routes(ctx)],
                     exception_handlers={HTTPException: _http_error})
     app.state.ctx = ctx
     app.add_middleware(Guard)

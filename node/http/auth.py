@@ -5,8 +5,9 @@ Every request to /v1 (but the OpenAPI document and tus OPTIONS) needs a principa
 from a token. A cookie-authenticated request that changes state must carry
 `X-CSRF-Token` equal to its session's csrf value, and is refused when the browser
 says it comes from another site (Origin or Sec-Fetch-Site). Repeated failed attempts
-from one client address are answered 429 with Retry-After, also for good tokens,
-until the window has passed (so guessing gains nothing).
+from one client address are answered 429 with Retry-After until the window has passed;
+a valid token still works meanwhile (people behind the same address are not locked out;
+tokens are 256-bit random, so the limit slows scanners rather than guards the secret).
 
 For the web UI: `session_of(request)` and `require(request, scope)`.
 """
@@ -172,6 +173,15 @@ def _info_by_digest(tokens: TokenStore, d: bytes) -> TokenInfo | None:
 
 def _check_browser(conn: HTTPConnection, csrf: str) -> None:
     """Cookie requests: same-site only; state changes carry the session's CSRF token."""
+    check_same_origin(conn)
+    if conn.scope.get("method", "GET") not in SAFE_METHODS:
+        sent = conn.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), csrf.encode()):
+            raise Problem(403, "missing or wrong X-CSRF-Token")
+
+
+def check_same_origin(conn: HTTPConnection) -> None:
+    """Problem 403 if the browser says the request comes from another site or origin."""
     site = conn.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         raise Problem(403, "cross-site request refused")
@@ -182,10 +192,6 @@ def _check_browser(conn: HTTPConnection, csrf: str) -> None:
             raise Problem(403, "cross-origin request refused")
     elif origin == "null":
         raise Problem(403, "cross-origin request refused")
-    if conn.scope.get("method", "GET") not in SAFE_METHODS:
-        sent = conn.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), csrf.encode()):
-            raise Problem(403, "missing or wrong X-CSRF-Token")
 
 
 def _unauthorized(conn: HTTPConnection, detail: str) -> Problem:

@@ -9,14 +9,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import NotFoundError, UsageError
-from ..store.tree import folder_exists
+from ..errors import NotFoundError
+from ..store.tree import Child, folder_exists
 from . import listing
 from .access import (
+    check_file_name,
     file_by_hash,
     file_by_name,
     folder_param,
     hash_param,
+    name_conflict,
     name_param,
 )
 from .auth import require
@@ -83,6 +85,7 @@ async def put_name(request: Request) -> Response:
     ctx = _ctx(request)
     name = name_param(request.path_params["path"])
     await require(request, "write", name)
+    await ctx.run(check_file_name, ctx.engine.index, name)
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or len(declared) > 19):
         raise Problem(400, "malformed Content-Length")
@@ -152,38 +155,22 @@ async def move(request: Request) -> Response:
 
 
 def _move(ctx: Ctx, src: str, dst: str) -> int:
-    """Move one name, or every name and empty folder under a folder, in one transaction."""
+    """Move one name, or a folder with every name and empty folder in it (one transaction
+    each; a folder goes only where nothing is or an empty folder is: 409 otherwise)."""
     idx = ctx.engine.index
     with idx.write() as txn:
         fid = idx.resolve_name(src, txn)
         if fid is not None:
-            if idx.resolve_name(dst, txn) is None and folder_exists(idx, dst, txn):
-                raise UsageError(f"a folder has this name: {dst}")
+            why = name_conflict(idx, dst, txn)
+            if why is not None:
+                raise Problem(409, why, "conflict")
             idx.set_names(txn, [(src, None)])
             idx.set_names(txn, [(dst, fid)])
             return 1
-        if not folder_exists(idx, src, txn):
-            raise NotFoundError(f"no such name or folder: {src}")
-        if idx.resolve_name(dst, txn) is not None:
-            raise UsageError(f"a file has this name: {dst}")
-        pairs = list(idx.iter_names(src + "/", txn))
-        changes: list = [(n, None) for n, _ in pairs]
-        changes += [(dst + n[len(src):], f) for n, f in pairs]
-        if changes:
-            idx.set_names(txn, changes)
-        fdb = idx.db["folders"]
-        cur = txn.cursor(db=fdb)
-        recs = []
-        if cur.set_range(src.encode()):
-            for k, _ in cur.iternext():
-                p = k.decode()
-                if p != src and not p.startswith(src + "/"):
-                    break
-                recs.append(p)
-        for p in recs:
-            txn.delete(p.encode(), db=fdb)
-            txn.put((dst + p[len(src):]).encode(), b"", db=fdb)
-        return len(pairs)
+    try:
+        return ctx.engine.mv_folder(src, dst)
+    except NotFoundError:
+        raise NotFoundError(f"no such name or folder: {src}") from None
 
 
 async def make_folder(request: Request) -> Response:
@@ -215,26 +202,57 @@ async def tree(request: Request) -> Response:
         raise Problem(400, "malformed cursor")
     recursive = request.query_params.get("recursive", "0") in ("1", "true", "yes")
 
+    # a folder above the token's prefix shows only the way down to it: never a page of
+    # other names (whose cursor would give one of them away)
+    above = bool(who.prefix) and not who.covers(folder)
+
     def page() -> tuple[list[dict], str | None]:
         if recursive:
-            return _recursive(ctx, folder, cursor, limit)
+            return _recursive(ctx, who.prefix if above else folder, cursor, limit, exact=above)
+        if above:
+            return (listing.entries(ctx.engine, _toward(ctx, folder, who.prefix)) if not cursor
+                    else []), None
         children, nxt = ctx.engine.list_folder(folder, cursor, limit)
         return listing.entries(ctx.engine, children), nxt
 
     items, nxt = await ctx.run(page)
-    if who.prefix:
-        items = [e for e in items if who.covers(e["path"]) or (who.prefix + "/").startswith(e["path"] + "/")]
     return JSONResponse({"folder": folder, "entries": items, "cursor": nxt})
 
 
-def _recursive(ctx: Ctx, folder: str, after: str, limit: int) -> tuple[list[dict], str | None]:
+def _toward(ctx: Ctx, folder: str, prefix: str) -> list[Child]:
+    """The entries of `folder` (above `prefix`) on the way to `prefix`: the file and/or
+    folder named by the next segment, if they exist (blocking)."""
+    rest = prefix[len(folder) + 1:] if folder else prefix
+    path = (folder + "/" if folder else "") + rest.split("/", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    idx = ctx.engine.index
+    out = []
+    if folder_exists(idx, path):
+        out.append(Child(name, path, None))
+    fid = idx.resolve_name(path)
+    if fid is not None and path == prefix:
+        out.append(Child(name, path, fid))
+    return out
+
+
+def _recursive(ctx: Ctx, folder: str, after: str, limit: int, exact: bool = False
+               ) -> tuple[list[dict], str | None]:
+    """Every file under `folder`, a page at a time (`exact`: and a file named `folder`)."""
     idx = ctx.engine.index
     base = folder + "/" if folder else ""
-    if folder and not folder_exists(idx, folder):
-        raise NotFoundError(f"no such folder: {folder}")
     rows: list[tuple[str, bytes]] = []
     nxt = None
     with idx.read() as txn:
+        if folder and not folder_exists(idx, folder, txn):
+            itself = idx.resolve_name(folder, txn) if exact else None
+            if itself is not None:  # the token's prefix names one file
+                info = listing.describe(ctx.engine, [itself])
+                return ([{"name": folder.rsplit("/", 1)[-1], "path": folder, "type": "file",
+                          "hash": itself.hex(), **info[itself]}] if itself in info and not after
+                        else []), None
+            if exact:
+                return [], None
+            raise NotFoundError(f"no such folder: {folder}")
         for name, fid in idx.iter_names(base, txn, start=base + after + "\0" if after else ""):
             if len(rows) == limit:
                 nxt = rows[-1][0][len(base):]

@@ -17,7 +17,7 @@ from ..cluster.identity import format_node_id
 from ..errors import IntegrityError, MosaicError
 from ..store.home import HomeLock
 from .access import name_param
-from .auth import COOKIE, Principal, require, session_of, unauthorized
+from .auth import COOKIE, Principal, check_same_origin, require, session_of, unauthorized
 from .bodies import json_body, raw_json
 from .changes import after_write
 from .context import Ctx
@@ -96,6 +96,9 @@ async def events(request: Request) -> Response:
     """GET /v1/events: Server-Sent Events (Last-Event-ID replays what is still held)."""
     who = await require(request, "read")
     ctx = _ctx(request)
+    sse_headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # a stream's head only: never subscribe (it would never end)
+        return Response(status_code=200, media_type="text/event-stream", headers=sse_headers)
     last = request.headers.get("last-event-id", "")
     since = int(last) if last.isdigit() and len(last) < 19 else None
 
@@ -115,8 +118,7 @@ async def events(request: Request) -> Response:
                 if _visible(who, ev.data):
                     yield _sse(ev)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=sse_headers)
 
 
 def _sse(ev) -> bytes:  # noqa: ANN001 - events.Event
@@ -217,9 +219,7 @@ def _session_doc(p: Principal) -> dict:
 async def session_create(request: Request) -> Response:
     """POST /v1/session {"token"}: sign in; sets the HttpOnly, SameSite=Strict cookie."""
     ctx = _ctx(request)
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        raise Problem(403, "cross-site request refused")
+    check_same_origin(request)  # no sign-in forced on a browser from another site
     body = await json_body(request)
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:

@@ -40,7 +40,7 @@ _PROBLEM_TEXT = {
     400: "malformed input (hash, name, header, body)", 401: "missing or invalid credentials",
     403: "outside the token's scope or prefix, cross-site, or no CSRF token",
     404: "no such file, name, folder or upload", 408: "the body did not arrive in time",
-    409: "conflict (wrong Upload-Offset, busy upload, a name in the way)",
+    409: "conflict (wrong Upload-Offset, busy upload, a file or folder in the way)",
     412: "Tus-Resumable 1.0.0 is required", 413: "the body is too large",
     415: "wrong Content-Type", 416: "no satisfiable range",
     422: "a manifest dump that fails its MAC (changed after export)",
@@ -196,7 +196,7 @@ def _paths() -> dict:
                                   **_problems(400, 403, 408, 409)}},
             "delete": {"summary": "remove a name (or an empty folder)", "parameters": [name_p],
                        "responses": {"204": {"description": "removed"},
-                                     **_problems(400, 403, 404)}}},
+                                     **_problems(400, 403, 404, 409)}}},
         "/v1/move": {"post": {
             "summary": "rename a file or a folder",
             "requestBody": _json_body({"type": "object", "required": ["from", "to"],
@@ -206,13 +206,13 @@ def _paths() -> dict:
                                         "properties": {"from": {"type": "string"},
                                                        "to": {"type": "string"},
                                                        "moved": {"type": "integer"}}}, "moved"),
-                          **_problems(400, 403, 404, 408, 413, 415)}}},
+                          **_problems(400, 403, 404, 408, 409, 413, 415)}}},
         "/v1/folders": {"post": {
             "summary": "make an empty folder",
             "requestBody": _json_body({"type": "object", "required": ["path"],
                                        "properties": {"path": {"type": "string"}}}),
             "responses": {"200": _json(obj, "existed already"), "201": _json(obj, "made"),
-                          **_problems(400, 403, 408, 413, 415)}}},
+                          **_problems(400, 403, 408, 409, 413, 415)}}},
         "/v1/tree": {"get": tree_op},
         "/v1/tree/{prefix}": {"get": {**tree_op, "parameters": [
             _param("prefix", "path", {"type": "string", "minLength": 1}), *tree_params]}},
@@ -242,7 +242,7 @@ def _paths() -> dict:
                          "schema": {"type": "string", "format": "binary"}}}},
                      "responses": {"201": {"description": "created", "headers": {
                          **_TUS_OUT, "Location": {"schema": {"type": "string"}}}},
-                         **_problems(400, 403, 408, 412, 413, 415)}}},
+                         **_problems(400, 403, 408, 409, 412, 413, 415)}}},
         "/v1/uploads/{id}": {
             "head": {"summary": "the upload's durable offset", "parameters": [_UPLOAD_ID, _TUS_HDR],
                      "responses": {"200": {"description": "state", "headers": _TUS_OUT},

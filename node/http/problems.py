@@ -16,6 +16,7 @@ from ..errors import (
     BackendPending,
     BusyError,
     CapacityError,
+    ConflictError,
     HomeError,
     IntegrityError,
     KeyFileError,
@@ -27,12 +28,14 @@ from ..errors import (
 
 TYPE_BASE = "https://mosaic.invalid/problems/"
 MEDIA = "application/problem+json"
+MAX_INSTANCE = 1024  # a path echoed back in `instance` is cut to this many characters
 
 # error class -> (kind, HTTP status); the first match in this order wins (subclasses first)
 _KINDS: tuple[tuple[type[MosaicError], str, int], ...] = (
     (CapacityError, "capacity", 507),
     (BackendPending, "backend-pending", 503),
     (StorageError, "storage", 503),
+    (ConflictError, "conflict", 409),
     (UsageError, "usage", 400),
     (NotFoundError, "not-found", 404),
     (IntegrityError, "integrity", 500),
@@ -58,7 +61,7 @@ TITLES = {"usage": "Bad request", "not-found": "Not found", "integrity": "Integr
           "too-many-requests": "Too many requests", "headers-too-large": "Headers too large",
           "internal": "Internal error"}
 EXIT_CODES = {"usage": 2, "not-found": 1, "integrity": 3, "key": 4, "storage": 5, "capacity": 5,
-              "backend-pending": 8, "home": 6, "busy": 7, "internal": 70}
+              "backend-pending": 8, "home": 6, "busy": 7, "conflict": 2, "internal": 70}
 
 
 class Problem(Exception):
@@ -86,7 +89,7 @@ def document(p: Problem, instance: str = "") -> dict[str, Any]:
     doc: dict[str, Any] = {"type": TYPE_BASE + p.kind, "title": TITLES.get(p.kind, p.kind),
                            "status": p.status, "detail": p.detail}
     if instance:
-        doc["instance"] = instance
+        doc["instance"] = instance if len(instance) <= MAX_INSTANCE else instance[:MAX_INSTANCE] + "..."
     if p.kind in EXIT_CODES:
         doc["exit_code"] = EXIT_CODES[p.kind]
     doc.update(p.extra)

@@ -75,7 +75,25 @@ def parse_range(header: str | None, size: int) -> list[ByteRange] | None:
     if not out:
         raise Problem(416, f"no satisfiable range (the file has {size} bytes)",
                       headers={"Content-Range": f"bytes */{size}"})
-    return out
+    return _coalesced(out)
+
+
+def _coalesced(ranges: list[ByteRange]) -> list[ByteRange]:
+    """The ranges as asked, or, if any of them overlap, merged in ascending order (RFC 9110
+    §14.2 allows it): `bytes=0-,0-,0-...` must not make a response many times the file."""
+    if len(ranges) < 2:
+        return ranges
+    ordered = sorted(ranges, key=lambda r: r.start)
+    if all(a.end < b.start for a, b in zip(ordered, ordered[1:], strict=False)):
+        return ranges
+    merged = [ordered[0]]
+    for r in ordered[1:]:
+        last = merged[-1]
+        if r.start <= last.end + 1:
+            merged[-1] = ByteRange(last.start, max(last.end, r.end))
+        else:
+            merged.append(r)
+    return merged
 
 
 def _pull(it: Iterator[bytes]) -> bytes:

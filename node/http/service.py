@@ -21,6 +21,7 @@ from hypercorn.trio import serve
 from ..cluster.identity import CERT_FILE, KEY_FILE
 from ..cluster.tokens import TokenStore
 from ..errors import UsageError
+from . import wire
 from .app import build_app
 from .batch import PutBatcher
 from .context import Ctx
@@ -103,6 +104,7 @@ def http_service(opts: HttpOptions) -> Callable[..., Awaitable[None]]:
         ctx = Ctx(engine=engine, events=daemon.events, tokens=TokenStore(engine.index),
                   daemon=daemon, secure=secure, uploads=ups, batcher=PutBatcher(engine))
         app = build_app(ctx)
+        wire.install()  # problem documents for requests hypercorn refuses itself
         cfg = _config(opts, root)
         async with trio.open_nursery() as n:
             bound = await n.start(lambda task_status: serve(app, cfg, task_status=task_status))

@@ -104,6 +104,17 @@ class MosaicFS(pyfuse3.Operations):
         self.uid, self.gid = os.getuid(), os.getgid()
         self.started_ns = time.time_ns()
         self._stage_dir = None if read_only else staging_dir(engine)
+        self.after_init: Callable[[], object] | None = None  # run once the kernel took INIT
+
+    def init(self) -> None:
+        """The kernel's INIT is being answered: run `after_init` once the answer is in.
+
+        Called inside the INIT handler, before libfuse replies; a task started now runs
+        after the reply, which the kernel has processed by then (settings of the mount's
+        backing device, such as its read-ahead, would be overwritten by INIT before).
+        """
+        if self.after_init is not None:
+            self.nursery.start_soon(trio.to_thread.run_sync, self.after_init)
 
     # ---- helpers -------------------------------------------------------------------------
     async def _write(self, fn: Callable[..., T], *args: object) -> T:
@@ -365,6 +376,7 @@ class MosaicFS(pyfuse3.Operations):
                 page, cursor = list_level(self.index, folder.path, after, PAGE, txn)
             except NotFoundError:
                 return [], None
+            times = meta.has_name_times(self.index, txn)
             for c in page:
                 if folder.ino == ROOT and c.name in RESERVED:
                     continue  # shadowed by the reserved folders
@@ -372,7 +384,7 @@ class MosaicFS(pyfuse3.Operations):
                     node = self.table.for_path(c.path, DIR)
                     rows.append((c, self._attr(node), node))
                     continue
-                m = meta.file_meta(self.index, txn, c.path, c.file_id)
+                m = meta.file_meta(self.index, txn, c.path, c.file_id, times)
                 if m is None:
                     continue
                 node = self.table.for_path(c.path, FILE, m.fid)
@@ -467,7 +479,7 @@ class MosaicFS(pyfuse3.Operations):
         node.cached_fid = None
         return staged
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         with fuse_errors("read"):
             h = self.handles.get(fh)
             if not isinstance(h, Handle):
@@ -484,7 +496,7 @@ class MosaicFS(pyfuse3.Operations):
             self.stats.bytes_read += len(out)
             return out
 
-    async def _read_chunks(self, h: Handle, off: int, size: int) -> bytes:
+    async def _read_chunks(self, h: Handle, off: int, size: int) -> bytes | memoryview:
         m = h.manifest
         assert m is not None
         end = min(m.size, off + size)
@@ -507,11 +519,11 @@ class MosaicFS(pyfuse3.Operations):
         h.last_end = end
         parts = await self.source.chunks(m, first, last)
         pos = h.offs[first]
-        out = []
-        for data in parts:
+        out: list[bytes | memoryview] = []
+        for data in parts:  # slices are views: the bytes are copied once, by the join
             lo, hi = max(off - pos, 0), min(end - pos, len(data))
             if lo < hi:
-                out.append(data[lo:hi] if (lo, hi) != (0, len(data)) else data)
+                out.append(memoryview(data)[lo:hi] if (lo, hi) != (0, len(data)) else data)
             pos += len(data)
         return out[0] if len(out) == 1 else b"".join(out)
 

@@ -29,6 +29,12 @@ class FileMeta:
     mtime_ns: int
 
 
+def has_name_times(index: Index, txn: lmdb.Transaction) -> bool:
+    """False while replication keeps no record of any name (a node that never had a peer):
+    a listing then skips the per-name lookup."""
+    return txn.stat(index.db["namestate"])["entries"] > 0
+
+
 def name_time_ns(index: Index, txn: lmdb.Transaction, name: str) -> int | None:
     """When `name` was last written (ns), if replication keeps a record of it."""
     raw = name.encode("utf-8")
@@ -52,13 +58,16 @@ def manifest_head(index: Index, txn: lmdb.Transaction, fid: bytes) -> tuple[int,
     return int(row[1]), int(row[2])
 
 
-def file_meta(index: Index, txn: lmdb.Transaction, name: str | None, fid: bytes) -> FileMeta | None:
-    """Size and mtime of a file reached by `name` (None: by its hash); None if unknown."""
+def file_meta(index: Index, txn: lmdb.Transaction, name: str | None, fid: bytes,
+              name_times: bool = True) -> FileMeta | None:
+    """Size and mtime of a file reached by `name` (None: by its hash); None if unknown.
+
+    `name_times=False` (see `has_name_times`) skips looking for the name's record."""
     head = manifest_head(index, txn, fid)
     if head is None:
         return None
     size, created = head
-    when = name_time_ns(index, txn, name) if name is not None else None
+    when = name_time_ns(index, txn, name) if name is not None and name_times else None
     return FileMeta(fid, size, when if when is not None else created)
 
 

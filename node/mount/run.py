@@ -1,7 +1,8 @@
 """Running a mount: checks on the mount point, the FUSE session, signals, clean unmount.
 
 `serve()` holds the home lock shared for the mount's life (as the daemon does, so
-gc answers busy), mounts, serves requests until `fusermount3 -u`, SIGTERM, SIGINT
+gc answers busy), mounts, tunes (tuning.py: the kernel's read-ahead, the garbage
+collector), serves requests until `fusermount3 -u`, SIGTERM, SIGINT
 or SIGHUP, then stores any file still being written and unmounts.
 """
 
@@ -52,6 +53,7 @@ async def serve(engine: Engine, mountpoint: Path, read_only: bool = False,
     import pyfuse3
 
     from .fs import MosaicFS
+    from .tuning import set_read_ahead, tune_gc
     from .watch import Watcher
 
     with HomeLock(engine.home, exclusive=False):
@@ -59,6 +61,7 @@ async def serve(engine: Engine, mountpoint: Path, read_only: bool = False,
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals)
             fs = MosaicFS(engine, nursery, stats, read_only, cache_bytes)
+            fs.after_init = lambda: set_read_ahead(mountpoint)
             opts = set(pyfuse3.default_options) | {"fsname=mosaic", "subtype=mosaic"}
             if read_only:
                 opts.add("ro")
@@ -66,6 +69,7 @@ async def serve(engine: Engine, mountpoint: Path, read_only: bool = False,
                 pyfuse3.init(fs, str(mountpoint), opts)
             except (RuntimeError, OSError) as e:
                 raise StorageError(f"cannot mount {mountpoint}: {e}") from None
+            tune_gc()
             try:
                 nursery.start_soon(Watcher(fs).run)
                 if ready is not None:

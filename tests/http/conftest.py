@@ -91,29 +91,59 @@ def start_server(cli: Cli, *extra: str, scheme: str = "http") -> Server:
 
 
 def add_token(cli: Cli, name: str, scope: str, prefix: str | None = None) -> str:
+    """A token made by `mosaic token add` (the command line, as a user makes one)."""
     args = ["token", "add", name, "--scope", scope] + (["--prefix", prefix] if prefix else [])
     return cli.doc(*args)["token"]
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Cli:
-    """An initialised, unsealed node with the default chunk sizes."""
-    work = tmp_path / "work"
-    work.mkdir()
-    c = Cli(tmp_path / "home", cwd=work)
+def mint_tokens(home: Path, specs: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """name -> token for each name -> (scope, prefix), made in this process through the
+    TokenStore `mosaic token add` uses (one index open instead of a CLI run per token;
+    the command itself is tested in test_api_access.py)."""
+    from mosaic.node.cluster.tokens import TokenStore
+    from mosaic.node.store.index import Index
+    index = Index(home / "index")
+    try:
+        store = TokenStore(index)
+        return {name: store.add(name, scope, prefix)[0] for name, (scope, prefix) in specs.items()}
+    finally:
+        index.close()
+
+
+STANDARD_TOKENS = {"admin": ("admin", ""), "writer": ("write", ""), "reader": ("read", ""),
+                   "docs": ("read", "docs")}
+
+
+def make_node(root: Path) -> Cli:
+    """An initialised, unsealed node with the default chunk sizes under `root`."""
+    work = root / "work"
+    work.mkdir(parents=True)
+    c = Cli(root / "home", cwd=work)
     c.init(small=False)
     return c
 
 
-@pytest.fixture
-def server(node: Cli) -> Iterator[Server]:
+def serve_with_tokens(cli: Cli) -> Server:
     """`mosaic serve --http` on the node, with tokens admin, writer, reader and docs (read,
     prefix "docs")."""
-    tokens = {"admin": add_token(node, "admin", "admin"), "writer": add_token(node, "writer", "write"),
-              "reader": add_token(node, "reader", "read"),
-              "docs": add_token(node, "docs", "read", "docs")}
-    s = start_server(node)
+    tokens = mint_tokens(cli.home, STANDARD_TOKENS)
+    s = start_server(cli)
     s.tokens.update(tokens)
+    return s
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Cli:
+    """A fresh node for one test (for tests that start daemons with their own flags)."""
+    return make_node(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One daemon shared by the tests of a module (see serve_with_tokens). Tests that
+    share it leave their files under their own folders and compare counts before and
+    after, never absolute ones."""
+    s = serve_with_tokens(make_node(tmp_path_factory.mktemp("http-node")))
     try:
         yield s
     finally:

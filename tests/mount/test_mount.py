@@ -123,7 +123,11 @@ def test_random_reads_fetch_only_needed_chunks(node_cli: Cli, mounter, tmp_path:
     assert decoded == len(needed), (decoded, len(needed), len(offs))
     # a sequential read does read ahead, and gives the same bytes
     assert (m.path / "big.bin").read_bytes() == data
-    assert m.stats()["chunks_prefetched"] > 0
+    done = m.stats()
+    assert done["chunks_prefetched"] > 0
+    if os.geteuid() == 0:  # root (as in CI) widens the kernel's read-ahead: 1 MiB requests
+        requests = done["reads"] - after["reads"]
+        assert requests <= (4 << 20) // (512 << 10), requests  # 128 KiB requests: 32
 
 
 def test_changes_from_the_cli_appear(node_cli: Cli, mounter, tmp_path: Path) -> None:

@@ -108,6 +108,20 @@ class Node:
         self.tokens[name] = tok
         return tok
 
+    def mint(self, specs: dict[str, tuple[str, str]]) -> None:
+        """Make tokens (name -> (scope, prefix)) in this process through the TokenStore that
+        `mosaic token add` uses: one index open instead of a CLI run per token. The daemon
+        must not be running yet."""
+        from mosaic.node.cluster.tokens import TokenStore
+        from mosaic.node.store.index import Index
+        index = Index(self.home / "index")
+        try:
+            store = TokenStore(index)
+            for name, (scope, prefix) in specs.items():
+                self.tokens[name] = store.add(name, scope, prefix)[0]
+        finally:
+            index.close()
+
     def start(self, ready_timeout: float = READY_S) -> None:
         """Start the daemon and wait (bounded) until the HTTP face answers."""
         logf = open(self.log_path, "ab")  # noqa: SIM115 - the daemon writes it until stop()
@@ -159,10 +173,8 @@ def start_node(root: Path, *init_args: str) -> Node:
     """A fresh node under `root` with an admin, a write, a read and a prefixed token; running."""
     node = Node(root / "home", root / "daemon.log")
     node.init(*init_args)
-    node.token("admin", "admin")
-    node.token("writer", "write")
-    node.token("reader", "read")
-    node.token("projects", "write", "projects")
+    node.mint({"admin": ("admin", ""), "writer": ("write", ""), "reader": ("read", ""),
+               "projects": ("write", "projects")})
     node.start()
     return node
 

@@ -18,7 +18,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     n = Node(root / "home", root / "daemon.log")
     n.init()
     n.cli("backend", "add", "dir", "vault", str(root / "vault"), "--quota", "64MiB")
-    n.token("writer", "write")
+    n.mint({"writer": ("write", "")})
     n.start()
     try:
         yield n

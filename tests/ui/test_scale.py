@@ -25,7 +25,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     root = tmp_path_factory.mktemp("ui-scale")
     n = Node(root / "home", root / "daemon.log")
     n.init()
-    n.token("reader", "read")
+    n.mint({"reader": ("read", "")})
     with Engine.open_home(n.home) as eng:
         fid = eng.put(b"one small file\n", "big/f000000").file_id
         with eng.index.write() as txn:

@@ -121,6 +121,10 @@ async def archive(request: Request) -> Response:
     base = folder + "/" if folder else ""
     fname = f"{top}.tar"
     disposition = f"attachment; filename=\"{_ascii(fname)}\"; filename*=UTF-8''{quote(fname, safe='')}"
+    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store",
+               "X-Content-Type-Options": "nosniff"}
+    if request.method == "HEAD":  # the head only: never build the archive to throw it away
+        return Response(status_code=200, media_type="application/x-tar", headers=headers)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -130,10 +134,7 @@ async def archive(request: Request) -> Response:
             log.warning("archive of %s stopped: %s", folder or "/", e)
             raise
 
-    return StreamingResponse(body(), media_type="application/x-tar",
-                             headers={"Content-Disposition": disposition,
-                                      "Cache-Control": "no-store",
-                                      "X-Content-Type-Options": "nosniff"})
+    return StreamingResponse(body(), media_type="application/x-tar", headers=headers)
 
 
 def _ascii(name: str) -> str:

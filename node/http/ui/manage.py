@@ -14,8 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...cluster.engine import Engine
-from ...errors import NotFoundError
-from ...store.home import HomeLock
 from ..access import file_by_hash, folder_param, hash_param, name_param
 from ..auth import Principal, require
 from ..context import Ctx
@@ -45,37 +43,6 @@ async def verify(request: Request) -> Response:
                          "errors": rep.errors[:50]})
 
 
-def remove_tree(engine: Engine, folder: str) -> tuple[int, int]:
-    """Remove every name under `folder` and its folder records, in one transaction.
-
-    Files left with no name go (their space comes back with gc), as with `mosaic rm`.
-    Returns (names removed, folder records removed); NotFoundError if there was nothing.
-    """
-    idx = engine.index
-    base = folder + "/"
-    with HomeLock(engine.home, exclusive=False), idx.write() as txn:
-        names = list(idx.iter_names(base, txn))
-        if names:
-            idx.set_names(txn, [(n, None) for n, _ in names])
-            fids = {f for _, f in names}
-            for fid in fids - idx.has_names(txn, fids):
-                idx.remove_manifest(txn, fid)
-        fdb = idx.db["folders"]
-        cur = txn.cursor(db=fdb)
-        records = []
-        if cur.set_range(folder.encode("utf-8")):
-            for k in cur.iternext(values=False):
-                p = bytes(k).decode("utf-8")
-                if p != folder and not p.startswith(base):
-                    break
-                records.append(p)
-        for p in records:
-            txn.delete(p.encode("utf-8"), db=fdb)
-        if not names and not records:
-            raise NotFoundError(f"no such folder: {folder}")
-    return len(names), len(records)
-
-
 async def delete_folder(request: Request) -> Response:
     """DELETE /ui/folder/{path}: a folder and everything in it."""
     ctx = _ctx(request)
@@ -83,7 +50,7 @@ async def delete_folder(request: Request) -> Response:
     await require(request, "write", folder)
     if not folder:
         raise Problem(400, "the root folder cannot be deleted")
-    removed, records = await ctx.write(remove_tree, ctx.engine, folder)
+    removed, records = await ctx.write(ctx.engine.rm_folder, folder)
     ctx.events.publish("rm", name=folder, type="folder", names=removed)
     await after_write(ctx)
     return JSONResponse({"path": folder, "names": removed, "folders": records})

@@ -7,7 +7,7 @@ import { api, csrf, el, fmtBytes, fmtRate, icon, toast } from './api.js';
 const ENDPOINT = '/v1/uploads/';
 const TUS = '1.0.0';
 const PART = 8 << 20; // bytes per PATCH
-const PARALLEL = 4; // files uploaded at once
+const PARALLEL = 6; // files uploaded at once (a browser opens at most 6 connections to a host)
 const SHOWN_DONE = 50; // finished files kept in the panel (older ones fold into the count)
 const STORE_PREFIX = 'mosaic.tus:';
 
@@ -282,7 +282,27 @@ export class Uploader {
     return v.root;
   }
 
+  /** Note a change; the panel is redrawn at most once a frame, however many files change
+   * (a thousand small files finish within a few seconds). */
   changed(u, quick = false) {
+    this.dirty = this.dirty || new Map();
+    this.dirty.set(u, quick && (this.dirty.get(u) ?? true));
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    const dirty = this.dirty;
+    this.dirty = new Map();
+    let full = false;
+    for (const [u, quick] of dirty) {
+      this.render(u, quick);
+      full = full || !quick;
+    }
+    if (full) this.summarise();
+  }
+
+  render(u, quick) {
     let v = this.views.get(u);
     if (!v) {
       if (u.folded) return;
@@ -324,7 +344,6 @@ export class Uploader {
       u.reportedError = true;
       toast(`Upload of ${u.path} failed: ${u.error}`, { bad: true });
     }
-    if (!quick) this.summarise();
   }
 
   /** Keep the panel short (a long list relayouts on every progress tick). */
