@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from ..errors import MosaicError
 from . import admin as cli_admin
@@ -37,13 +38,22 @@ def version() -> str:
         return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line naming the command, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"mosaic: error: {self.prog}: {' '.join(message.split())} "
+                         f"(see {self.prog} --help)\n")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser.
 
     The global options (--home, --json, -q) are accepted before the command word and
     after it, on every command and sub-command; the later one wins.
     """
-    p = argparse.ArgumentParser(prog="mosaic", description="Content-addressed, deduplicating, "
+    p = _Parser(prog="mosaic", description="Content-addressed, deduplicating, "
                                 "encrypted storage node.")
     add_global_options(p, top=True)
     p.add_argument("--version", action="store_true", help="print the version and exit")

@@ -30,13 +30,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class TokenInfo:
-    """What the store knows of one token (never the token itself)."""
+class Grant:
+    """What a token allows: a scope (read < write < admin) within a prefix of the names."""
 
     name: str
     scope: str
     prefix: str  # "" for the whole directory
-    created: float
 
     def allows(self, scope: str) -> bool:
         """True if this token's scope includes `scope` (read < write < admin)."""
@@ -46,6 +45,13 @@ class TokenInfo:
         """True if `name` lies within this token's prefix."""
         p = self.prefix
         return not p or name == p or name.startswith(p + "/")
+
+
+@dataclass(frozen=True)
+class TokenInfo(Grant):
+    """What the store knows of one token (never the token itself)."""
+
+    created: float = 0.0
 
     def as_json(self) -> dict:
         return {"name": self.name, "scope": self.scope, "prefix": self.prefix,

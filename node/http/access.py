@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.requests import Request
+
 from ..errors import NotFoundError, UsageError
 from ..store.home import check_name
 from ..store.index import Index
-from ..store.tree import folder_exists
 from ..units import is_hash
-from .auth import Principal
+from .auth import Principal, require
 from .context import Ctx
 from .problems import Problem
 
@@ -50,7 +51,7 @@ def name_conflict(index: Index, name: str, txn=None) -> str | None:  # noqa: ANN
     path of one of its folders), or None. Blocking."""
     t = txn or index.read()
     try:
-        if index.resolve_name(name, t) is None and folder_exists(index, name, t):
+        if index.resolve_name(name, t) is None and _is_folder(index, name, t):
             return f"a folder has this name: {name}"
         parts = name.split("/")
         for i in range(1, len(parts)):
@@ -61,6 +62,18 @@ def name_conflict(index: Index, name: str, txn=None) -> str | None:  # noqa: ANN
     finally:
         if txn is None:
             t.abort()
+
+
+def _is_folder(index: Index, name: str, txn) -> bool:  # noqa: ANN001 - lmdb txn
+    """True if names lie under `name`, or `name` or a folder inside it is recorded. (Two
+    seeks: "a b" sorts between "a" and "a/...", which store.tree.folder_exists misses.)"""
+    if next(index.iter_names(name + "/", txn), None) is not None:
+        return True
+    cur = txn.cursor(db=index.db["folders"])
+    if cur.set_key(name.encode("utf-8")):
+        return True
+    base = (name + "/").encode("utf-8")
+    return bool(cur.set_range(base)) and bytes(cur.key()).startswith(base)
 
 
 def check_file_name(index: Index, name: str) -> None:
@@ -96,6 +109,18 @@ async def file_by_hash(ctx: Ctx, who: Principal, h: str, want_body: WantBody = _
             raise Problem(403, "this token may read only files named under its prefix")
         return h, m.size, _body(ctx, h, m.size, want_body)
     return await ctx.run(look)
+
+
+async def file_by_ref(request: Request, ctx: Ctx, who: Principal, ref: str) -> str:
+    """The hash of the file `ref` (a hash or a name) names, if the caller may read it:
+    a hash is checked against the token's prefix, a name against its scope; Problem otherwise."""
+    if len(ref) == 64 and is_hash(ref.lower()):
+        h, _, _ = await file_by_hash(ctx, who, hash_param(ref))
+        return h
+    name = name_param(ref)
+    await require(request, "read", name)
+    h, _, _ = await file_by_name(ctx, name)
+    return h
 
 
 async def file_by_name(ctx: Ctx, name: str, want_body: WantBody = _never) -> Found:

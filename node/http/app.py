@@ -14,6 +14,7 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -36,6 +37,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 MAX_HEADER_BYTES = 32 * 1024
+DRAIN_IDLE_S = 30.0  # a client that stops sending an unneeded body is given up on after this
 MAX_HEADERS = 100
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -52,6 +54,14 @@ class Guard:
             return
         started = False
         head = scope.get("method") == "HEAD"
+        body_done = False
+
+        async def receive_wrapped() -> dict:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def send_wrapped(message: dict) -> None:
             nonlocal started
@@ -60,6 +70,14 @@ class Guard:
                 have = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
                     (k, v) for k, v in SECURITY_HEADERS if k not in have]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False) \
+                    and not body_done:
+                # the answer ends before the body was read (a refusal): take the rest of the
+                # body meanwhile, or the server could wait forever to pass it on (see _drain)
+                async with trio.open_nursery() as n:
+                    n.start_soon(_drain, receive_wrapped)
+                    await send(message)
+                return
             await send(message)
 
         try:
@@ -72,7 +90,7 @@ class Guard:
                 raise Problem(400, "control characters are not allowed in paths", "usage")
             if not _utf8_path(scope):
                 raise Problem(400, "the path is not valid UTF-8 once percent-decoded", "usage")
-            await self.app(scope, receive, send_wrapped)
+            await self.app(scope, receive_wrapped, send_wrapped)
         except BaseException as e:  # noqa: BLE001 - every error becomes a problem document
             p = _problem_of(e)
             if p is None:
@@ -84,7 +102,22 @@ class Guard:
             if scope.get("method") in ("POST", "PUT", "PATCH"):
                 # the body may be unread: the connection cannot carry another request
                 p.headers.setdefault("Connection", "close")
-            await problems.response(p, scope.get("path", ""), head)(scope, receive, send_wrapped)
+            await problems.response(p, scope.get("path", ""), head)(scope, receive_wrapped,
+                                                                    send_wrapped)
+
+
+async def _drain(receive: Any) -> None:
+    """Read and drop what is left of a request body the answer did not need, until the
+    server says the request is over. hypercorn hands the body to the application through
+    a small bounded queue and, once the answer is sent, puts a last "disconnect" message
+    in it before it closes the connection: with the queue full of unread body, that put
+    (and so the answer's last send) would wait for good, and so would the client."""
+    while True:
+        with trio.move_on_after(DRAIN_IDLE_S) as idle:
+            message = await receive()
+        if idle.cancelled_caught or message["type"] != "http.request" \
+                or not message.get("more_body", False):
+            return
 
 
 def _utf8_path(scope: dict) -> bool:

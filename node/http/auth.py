@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-from ..cluster.tokens import SCOPES, TokenInfo, TokenStore, digest
+from ..cluster.tokens import Grant, TokenInfo, TokenStore, digest
 from .problems import Problem
 
 COOKIE = "mosaic_session"
@@ -36,21 +36,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
-class Principal:
+class Principal(Grant):
     """An authenticated caller: the token's name, scope and prefix; csrf for a session
     (empty for a bearer token)."""
 
-    name: str
-    scope: str
-    prefix: str
     csrf: str = ""
-
-    def allows(self, scope: str) -> bool:
-        return SCOPES.index(self.scope) >= SCOPES.index(scope)
-
-    def covers(self, name: str) -> bool:
-        p = self.prefix
-        return not p or name == p or name.startswith(p + "/")
 
     def as_json(self) -> dict:
         return {"name": self.name, "scope": self.scope, "prefix": self.prefix, "csrf": self.csrf}

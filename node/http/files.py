@@ -16,6 +16,7 @@ from .access import (
     check_file_name,
     file_by_hash,
     file_by_name,
+    file_by_ref,
     folder_param,
     hash_param,
     name_conflict,
@@ -310,12 +311,7 @@ async def stat(request: Request) -> Response:
     ctx = _ctx(request)
     ref = request.path_params["ref"]
     who = await require(request, "read")
-    if len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref):
-        h, _, _ = await file_by_hash(ctx, who, hash_param(ref))
-    else:
-        name = name_param(ref)
-        await require(request, "read", name)
-        h, _, _ = await file_by_name(ctx, name)
+    h = await file_by_ref(request, ctx, who, ref)
 
     def look() -> dict:
         from ..store.verify import file_stat

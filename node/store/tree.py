@@ -128,8 +128,10 @@ def folder_exists(index: Index, folder: str, txn: lmdb.Transaction | None = None
         if next(index.iter_names(base, t), None) is not None:
             return True
         cur = t.cursor(db=index.db["folders"])
-        return bool(cur.set_range(base[:-1].encode("utf-8"))) and (
-            cur.key().decode("utf-8") + "/").startswith(base)
+        if cur.set_key(base[:-1].encode("utf-8")):
+            return True
+        # keys such as "a b" sort between "a" and "a/...": seek to "a/" itself
+        return bool(cur.set_range(base.encode("utf-8"))) and cur.key().decode("utf-8").startswith(base)
     finally:
         if txn is None:
             t.abort()

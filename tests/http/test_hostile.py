@@ -49,8 +49,12 @@ def test_a_file_and_a_folder_never_share_a_name(server: Server) -> None:
         problem(c.post("/v1/move", json={"from": "ff/file.txt", "to": "ff/dir/inner.txt/x"}),
                 409, "conflict")
         problem(c.post("/v1/move", json={"from": "ff/dir", "to": "ff/file.txt"}), 409, "conflict")
+        for f in ("ff/q b", "ff/q/empty"):  # "q b" sorts between "q" and "q/empty"
+            assert c.post("/v1/folders", json={"path": f}).status_code == 201
+        problem(c.put("/v1/names/ff/q", content=b"x"), 409, "conflict")
         kinds = [(e["name"], e["type"]) for e in c.get("/v1/tree/ff").json()["entries"]]
-        assert kinds == [("dir", "folder"), ("file.txt", "file")]
+        assert sorted(kinds) == [("dir", "folder"), ("file.txt", "file"), ("q", "folder"),
+                                 ("q b", "folder")]
 
 
 def test_moving_a_folder_onto_itself_its_child_or_a_full_folder(server: Server) -> None:
@@ -296,3 +300,29 @@ def test_listings_above_a_prefix_give_no_other_name_away(server: Server) -> None
                 break
         assert seen == ["docs/one.txt", "docs/sub/two.txt"]
         problem(c.get("/v1/tree/aaa"), 403)
+
+
+def test_two_clients_patching_at_once_both_get_an_answer(server: Server) -> None:
+    """The second PATCH waits for the upload's lock without reading its body; answered 409
+    then, it used to hang (its unread body filled the server's queue, and the server's
+    last message to the app waited behind it) until the client gave up."""
+    data = bytes(range(256)) * (24 << 12)  # 6 MiB
+    with server.client("writer") as c:
+        loc = c.post("/v1/uploads/", headers={**TUS, "Upload-Length": str(len(data)),
+                                              "Upload-Metadata": _meta("two/at-once.bin")}
+                     ).headers["location"]
+    got: list[int] = []
+
+    def patch() -> None:
+        with server.client("writer") as c2:
+            got.append(c2.patch(loc, content=data, headers={**OFFSET, "Upload-Offset": "0"},
+                                timeout=20).status_code)
+
+    threads = [threading.Thread(target=patch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == [204, 409]
+    with server.client("writer") as c:
+        assert c.get("/v1/names/two/at-once.bin").content == data

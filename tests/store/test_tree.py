@@ -133,3 +133,13 @@ def test_names_remember_when_they_were_written(node):
     with node.index.read() as txn:
         assert node.index.name_time("a/b", txn) is None
         assert node.index.name_time("c", txn) >= written
+
+
+def test_a_folder_inside_is_found_past_neighbours_that_sort_between(node):
+    node.mkdir("a b")
+    node.mkdir("a-x")
+    node.mkdir("a/empty")
+    from mosaic.node.store.tree import folder_exists
+    assert folder_exists(node.index, "a")
+    assert node.mv_folder("a", "c") == 0
+    assert [c.name for c in node.list_folder("c")[0]] == ["empty"]

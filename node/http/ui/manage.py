@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...cluster.engine import Engine
-from ..access import file_by_hash, folder_param, hash_param, name_param
+from ..access import file_by_ref, folder_param
 from ..auth import Principal, require
 from ..context import Ctx
 from ..files import after_write
@@ -33,12 +33,8 @@ async def verify(request: Request) -> Response:
     ctx = _ctx(request)
     ref = request.path_params["ref"]
     who = await require(request, "read")
-    if len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref):
-        ref, _, _ = await file_by_hash(ctx, who, hash_param(ref))
-    else:
-        ref = name_param(ref)
-        await require(request, "read", ref)
-    rep = await ctx.run(ctx.engine.verify, [ref])
+    h = await file_by_ref(request, ctx, who, ref)
+    rep = await ctx.run(ctx.engine.verify, [h])
     return JSONResponse({"ok": not rep.errors, "files": rep.files, "bytes": rep.bytes,
                          "errors": rep.errors[:50]})
 
