@@ -53,12 +53,12 @@ class ChunkCache:
         self.stats.cache_bytes = self.size
 
 
-@dataclass
+@dataclass(eq=False)
 class _Fetch:
-    """A chunk being fetched: readers wait on `done`, then find data or error."""
+    """One worker task's run of chunks: readers wait on `done`, then find data or error."""
 
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes | None = None
+    data: dict[bytes, bytes] = field(default_factory=dict)   # chunk ID -> decoded, once done
     error: BaseException | None = None
 
 
@@ -71,13 +71,18 @@ def _decode(store: Store, m: Manifest, first: int, last: int) -> list[bytes]:
 
 
 class ChunkSource:
-    """Decoded chunks of files, from the cache or fetched on worker threads."""
+    """Decoded chunks of files, from the cache or fetched on worker threads.
+
+    A cached chunk is answered on the event loop's thread with no thread hop. A
+    missing one is fetched with its neighbours, a run per worker task; readers wait
+    on the task (one event per task, not per chunk), never fetching a chunk twice.
+    """
 
     def __init__(self, store: Store, cache: ChunkCache, stats: MountStats, workers: int,
                  nursery: trio.Nursery):
         self.store, self.cache, self.stats, self.nursery = store, cache, stats, nursery
         self.limiter = trio.CapacityLimiter(max(1, workers))
-        self._fetching: dict[bytes, _Fetch] = {}
+        self._fetching: dict[bytes, _Fetch] = {}   # chunk ID -> the task fetching it
 
     def cached(self, cid: bytes) -> bool:
         """True if the chunk is decoded in the cache or on its way there."""
@@ -88,35 +93,38 @@ class ChunkSource:
         out: list[bytes | None] = []
         waits: dict[int, _Fetch] = {}
         missing: list[int] = []
+        get, fetching = self.cache.get, self._fetching
         for i in range(first, last):
             cid = m.chunks[i][0]
-            data = self.cache.get(cid)
+            data = get(cid)
             if data is not None:
                 self.stats.cache_hits += 1
-            elif cid in self._fetching:
-                waits[i] = self._fetching[cid]
             else:
-                missing.append(i)
+                f = fetching.get(cid)
+                if f is not None:
+                    waits[i] = f
+                else:
+                    missing.append(i)
             out.append(data)
         for a, b in _runs(missing):
             fetch = self._start(m, a, b)
             for i in range(a, b):
-                waits[i] = fetch[m.chunks[i][0]]
-        for i, f in waits.items():
+                waits[i] = fetch
+        for f in dict.fromkeys(waits.values()):  # each task once, in order
             await f.done.wait()
             if f.error is not None:
                 raise f.error
-            out[i - first] = f.data
+        for i, f in waits.items():
+            out[i - first] = f.data[m.chunks[i][0]]
         return out  # type: ignore[return-value]
 
-    def _start(self, m: Manifest, a: int, b: int) -> dict[bytes, _Fetch]:
-        """Register fetches for chunks [a, b); the caller awaits them. Runs in the background."""
-        mine = {}
+    def _start(self, m: Manifest, a: int, b: int) -> _Fetch:
+        """Start a worker task for chunks [a, b) (in the background); the caller may wait on it."""
+        f = _Fetch()
         for i in range(a, b):
-            cid = m.chunks[i][0]
-            mine[cid] = self._fetching.setdefault(cid, _Fetch())
-        self.nursery.start_soon(self._fetch, m, a, b, mine)
-        return mine
+            self._fetching.setdefault(m.chunks[i][0], f)
+        self.nursery.start_soon(self._fetch, m, a, b, f)
+        return f
 
     def prefetch(self, m: Manifest, first: int, last: int) -> None:
         """Start fetching chunks [first, last) that are neither cached nor on their way."""
@@ -131,13 +139,13 @@ class ChunkSource:
                     self.stats.chunks_prefetched += i + 1 - start
                     size, start = 0, i + 1
 
-    async def _fetch(self, m: Manifest, a: int, b: int, mine: dict[bytes, _Fetch]) -> None:
+    async def _fetch(self, m: Manifest, a: int, b: int, f: _Fetch) -> None:
         try:
             datas = await trio.to_thread.run_sync(_decode, self.store, m, a, b,
                                                   limiter=self.limiter)
         except BaseException as e:  # handed to every waiter, never lost
-            for cid, f in mine.items():
-                self._finish(cid, f, None, e)
+            f.error = e
+            self._done(m, a, b, f)
             if not isinstance(e, Exception):
                 raise
             return
@@ -146,16 +154,16 @@ class ChunkSource:
         for i, data in zip(range(a, b), datas, strict=True):
             cid = m.chunks[i][0]
             self.cache.put(cid, data)
-            if cid in mine:
-                self._finish(cid, mine[cid], data, None)
+            f.data[cid] = data
+        self._done(m, a, b, f)
 
-    def _finish(self, cid: bytes, f: _Fetch, data: bytes | None, error: BaseException | None
-                ) -> None:
-        if f.done.is_set():
-            return  # another fetch of the same chunk answered first
-        f.data, f.error = data, error
-        if self._fetching.get(cid) is f:
-            del self._fetching[cid]
+    def _done(self, m: Manifest, a: int, b: int, f: _Fetch) -> None:
+        """The task ended: its chunks are no longer on their way; wake its readers."""
+        fetching = self._fetching
+        for i in range(a, b):
+            cid = m.chunks[i][0]
+            if fetching.get(cid) is f:
+                del fetching[cid]
         f.done.set()
 
 

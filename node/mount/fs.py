@@ -32,12 +32,11 @@ from ..cluster.engine import Engine
 from ..errors import NotFoundError, UsageError
 from ..store.home import check_name
 from ..store.index import Manifest
-from ..store.tree import Child, folder_exists, list_level
+from ..store.tree import Child, folder_exists, list_level, move_folder
 from . import meta
 from .chunks import ChunkCache, ChunkSource
 from .errmap import fuse_errors, log
 from .inodes import BY_HASH, CONTROL, DIR, FILE, HASHFILE, ROOT, STATS, Inode, InodeTable
-from .moves import move_folder
 from .staging import StagedFile, staging_dir
 from .stats import MountStats
 

@@ -2,7 +2,8 @@
 
 A file's size comes from its manifest. Its mtime is when its name was written: the
 name's replication record (a hybrid logical clock, milliseconds) once the node has
-had a peer; before that the index keeps no time per name, and the mtime is when the
+had a peer, else the time the index recorded when the name was written on this node
+(`Index.name_time`), else (a name written before the index kept times) when the
 file's content was first stored (the manifest's creation time).
 """
 
@@ -31,7 +32,7 @@ class FileMeta:
 
 def has_name_times(index: Index, txn: lmdb.Transaction) -> bool:
     """False while replication keeps no record of any name (a node that never had a peer):
-    a listing then skips the per-name lookup."""
+    a listing then skips looking for one per name."""
     return txn.stat(index.db["namestate"])["entries"] > 0
 
 
@@ -49,25 +50,20 @@ def name_time_ns(index: Index, txn: lmdb.Transaction, name: str) -> int | None:
         return None
 
 
-def manifest_head(index: Index, txn: lmdb.Transaction, fid: bytes) -> tuple[int, int] | None:
-    """(size, created_ns) of a file, without decoding its chunk table."""
-    v = txn.get(fid, db=index.db["manifests"])
-    if v is None:
-        return None
-    row = msgpack.unpackb(v, raw=False)
-    return int(row[1]), int(row[2])
-
-
 def file_meta(index: Index, txn: lmdb.Transaction, name: str | None, fid: bytes,
               name_times: bool = True) -> FileMeta | None:
     """Size and mtime of a file reached by `name` (None: by its hash); None if unknown.
 
     `name_times=False` (see `has_name_times`) skips looking for the name's record."""
-    head = manifest_head(index, txn, fid)
+    head = index.manifest_head(fid, txn)
     if head is None:
         return None
     size, created = head
-    when = name_time_ns(index, txn, name) if name is not None and name_times else None
+    when = None
+    if name is not None:
+        when = name_time_ns(index, txn, name) if name_times else None
+        if when is None:
+            when = index.name_time(name, txn)
     return FileMeta(fid, size, when if when is not None else created)
 
 

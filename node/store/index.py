@@ -242,6 +242,15 @@ class Index:
         txn.put(counter, U64.pack(value), db=self.db["meta"])
 
     # ---- files -------------------------------------------------------------
+    def manifest_head(self, fid: bytes, txn: lmdb.Transaction | None = None
+                      ) -> tuple[int, int] | None:
+        """(size, created_ns) of a file without decoding its chunk table, or None."""
+        v = (txn or self.read()).get(fid, db=self.db["manifests"])
+        if v is None:
+            return None
+        row = _unpack(v)
+        return int(row[1]), int(row[2])
+
     def get_manifest(self, fid: bytes, txn: lmdb.Transaction | None = None) -> Manifest | None:
         """The manifest for a file ID, or None."""
         v = (txn or self.read()).get(fid, db=self.db["manifests"])

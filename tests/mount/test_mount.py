@@ -10,6 +10,7 @@ import random
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import blake3
@@ -123,11 +124,27 @@ def test_random_reads_fetch_only_needed_chunks(node_cli: Cli, mounter, tmp_path:
     assert decoded == len(needed), (decoded, len(needed), len(offs))
     # a sequential read does read ahead, and gives the same bytes
     assert (m.path / "big.bin").read_bytes() == data
-    done = m.stats()
-    assert done["chunks_prefetched"] > 0
+    assert m.stats()["chunks_prefetched"] > 0
     if os.geteuid() == 0:  # root (as in CI) widens the kernel's read-ahead: 1 MiB requests
-        requests = done["reads"] - after["reads"]
+        other = data[::-1]  # not in the page cache yet, in part or whole
+        (tmp_path / "other.bin").write_bytes(other)
+        node_cli.ok("put", tmp_path / "other.bin", "--name", "other.bin")
+        before = m.stats()
+        assert (m.path / "other.bin").read_bytes() == other
+        requests = m.stats()["reads"] - before["reads"] - 1  # 1: reading the stats file
         assert requests <= (4 << 20) // (512 << 10), requests  # 128 KiB requests: 32
+
+
+def test_mtime_is_when_the_name_was_written(node_cli: Cli, mounter, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"one content, two names\n")
+    node_cli.ok("put", tmp_path / "f", "--name", "first.txt")
+    time.sleep(1.1)
+    between = time.time_ns()
+    node_cli.ok("put", tmp_path / "f", "--name", "second.txt")  # deduplicated: same manifest
+    m = mounter(node_cli)
+    assert sorted(os.listdir(m.path)) == ["first.txt", "second.txt"]  # attributes from the listing
+    first, second = (os.stat(m.path / n).st_mtime_ns for n in ("first.txt", "second.txt"))
+    assert first < between <= second  # the name's write time, not the content's
 
 
 def test_changes_from_the_cli_appear(node_cli: Cli, mounter, tmp_path: Path) -> None:
