@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import stat
 import sys
 from pathlib import Path
 from typing import TypeVar
 
 from ..cluster.engine import Engine
-from ..errors import BackendPending, MosaicError, NotFoundError, UsageError
+from ..errors import BackendPending, IntegrityError, MosaicError, NotFoundError, UsageError
 from ..store.home import check_name
 from ..store.outfile import output_target, write_atomically, writing_into
 from ..units import format_size
@@ -172,6 +173,7 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
 def cmd_get(args: argparse.Namespace, out: Output) -> int:
     """mosaic get REF [DEST|-] [--offset N --length M] | get -r PREFIX DESTDIR"""
     with open_node(args) as node:
+        node.cloud.explain_read_failures = True  # one line naming the backend and why
         if args.recursive:
             return _get_tree(node, args, out)
         m = node.resolve(args.ref)
@@ -393,7 +395,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     """mosaic verify [REF...|--all] [--backends [--sample FRACTION]]"""
     from ..store.verify import verify
     doc: dict = {}
-    problems = 0
+    problems = unchecked = 0
     with open_node(args) as node:
         if args.refs or args.all or not args.backends:
             fids = _fids(node, args.refs, args.all)
@@ -416,9 +418,11 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
                 sys.stderr.write(f"mosaic: verify: pack {p[:16]} is corrupt on {b}\n")
             for u in sc.unreachable:
                 sys.stderr.write(f"mosaic: verify: backend unreachable: {u}\n")
-            bad = len(sc.missing) + len(sc.corrupt) + len(sc.unreachable)
+            bad = len(sc.missing) + len(sc.corrupt)
+            down = len(sc.unreachable)  # not checked: neither a problem found nor queued
             out.line(f"checked {sc.checked} stored objects, {format_size(sc.bytes)}: "
-                     + ("OK" if not bad else f"{bad} problems (queued for `mosaic repair`)"))
+                     + ("OK" if not bad else f"{bad} problems (queued for `mosaic repair`)")
+                     + (f"; {down} backends unreachable, not checked" if down else ""))
             with node.index.read() as txn:  # bad copies found earlier and not yet repaired
                 earlier = list(node.index.iter_repairs(txn))
             queued = len(earlier)
@@ -429,9 +433,10 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
                 out.line(f"{queued} copies found bad earlier still await `mosaic repair`")
             doc["backends"] = {**sc.__dict__, "repairs_queued": queued}
             problems += bad or queued
-    doc["ok"] = not problems
+            unchecked = down
+    doc["ok"] = not (problems or unchecked)
     out.doc(doc)
-    return 0 if not problems else 3
+    return 3 if problems else 5 if unchecked else 0
 
 
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
@@ -457,11 +462,32 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _refuse_stale_dump(node: Engine, data: str | bytes) -> None:
+    """IntegrityError (exit 3, nothing imported) if the dump's packs are gone from the
+    backends it names: it is older than a gc of the node that made it (docs/gc.md)."""
+    from mosaic.protocol.errors import ProtocolError
+    from mosaic.protocol.manifest_json import open_dump
+
+    from ..cloud.dumpcheck import gone_packs
+    try:
+        dump = open_dump(data, node.keys.dump_mac)
+    except (ProtocolError, ValueError):
+        return  # the import says what is wrong with it
+    gone = gone_packs(node.cloud, dump)
+    if gone:
+        pid, backends = next(iter(gone.items()))
+        raise IntegrityError(f"refused the manifest dump: {len(gone)} of the packs it points at "
+                             f"are gone from the backends (pack {pid.hex()[:16]} from "
+                             f"{', '.join(backends)}); it is older than a gc of the node that "
+                             "made it: export it again there")
+
+
 def cmd_import(args: argparse.Namespace, out: Output) -> int:
     """mosaic import FILE|-"""
     from ..store.transfer import import_
     data = read_input(args.file)
     with open_node(args) as node:
+        _refuse_stale_dump(node, data)
         stats = import_(node.store, data)
         warning = save_index_copy(node)
     out.line(f"imported {stats['files']} files ({stats['new_files']} new, "
@@ -482,12 +508,23 @@ def cmd_warm(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def name_arg(raw: str) -> str:
+    """A NAME argument as the name `put -r` records for the same bytes: an argument holding
+    bytes that are not UTF-8 (a file name typed or completed by the shell) is mapped by
+    `path_name`, so `get`, `rm` and `mv` find what `put -r` stored; any other text is taken
+    as it is."""
+    return path_name(raw) if _UNDECODABLE.search(raw) else raw
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the file verbs to the parser."""
     p = sub.add_parser("put", help="store files; prints HASH  NAME per file")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders with -r, or - for stdin")
     p.add_argument("-r", "--recursive", action="store_true", help="store folders recursively")
-    p.add_argument("--name", help="the name to record (with -r: the folder's name)")
+    p.add_argument("--name", type=name_arg, help="the name to record (with -r: the folder's name)")
     p.add_argument("--no-wait", action="store_true",
                    help="return once stored locally; uploads stay queued (`mosaic upload`)")
     p.add_argument("--parallel", type=positive_int, metavar="N",
@@ -496,40 +533,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check the index's own consistency (fast; reads no packs)")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("get", help="write a file's exact bytes to DEST or stdout")
-    p.add_argument("ref", metavar="HASH|NAME")
+    p.add_argument("ref", metavar="HASH|NAME", type=name_arg)
     p.add_argument("dest", nargs="?", metavar="DEST|-")
     p.add_argument("-r", "--recursive", action="store_true", help='restore every name under a prefix ("" for all)')
     p.add_argument("--offset", type=nonneg_int, default=0)
     p.add_argument("--length", type=nonneg_int, default=None)
     p.set_defaults(func=cmd_get)
     p = sub.add_parser("cat", help="write a file to stdout")
-    p.add_argument("ref", metavar="HASH|NAME")
+    p.add_argument("ref", metavar="HASH|NAME", type=name_arg)
     p.set_defaults(func=cmd_cat)
     p = sub.add_parser("ls", help="list names")
-    p.add_argument("prefix", nargs="?", default="")
+    p.add_argument("prefix", nargs="?", default="", type=name_arg)
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("stat", help="size, chunks, stored bytes, dedup, cache and locations")
-    p.add_argument("ref", metavar="HASH|NAME")
+    p.add_argument("ref", metavar="HASH|NAME", type=name_arg)
     p.set_defaults(func=cmd_stat)
     p = sub.add_parser("exists", help="exit 0 if the node has the file, 1 if not")
     p.add_argument("hash", metavar="HASH")
     p.set_defaults(func=cmd_exists)
     p = sub.add_parser("rm", help="remove names (or files by hash)")
-    p.add_argument("refs", nargs="+", metavar="NAME|HASH")
+    p.add_argument("refs", nargs="+", metavar="NAME|HASH", type=name_arg)
     p.set_defaults(func=cmd_rm)
     p = sub.add_parser("mv", help="rename")
-    p.add_argument("old")
-    p.add_argument("new")
+    p.add_argument("old", type=name_arg)
+    p.add_argument("new", type=name_arg)
     p.set_defaults(func=cmd_mv)
     p = sub.add_parser("verify", help="read back and check files")
-    p.add_argument("refs", nargs="*", metavar="HASH|NAME")
+    p.add_argument("refs", nargs="*", metavar="HASH|NAME", type=name_arg)
     p.add_argument("--all", action="store_true")
     p.add_argument("--backends", action="store_true", help="also fetch and check stored objects")
     p.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
                    help="with --backends: check this random share of objects")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("export", help="dump manifests as JSON")
-    p.add_argument("refs", nargs="*", metavar="HASH|NAME")
+    p.add_argument("refs", nargs="*", metavar="HASH|NAME", type=name_arg)
     p.add_argument("--all", action="store_true")
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(func=cmd_export)
@@ -537,6 +574,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE|-")
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("warm", help="fetch files' chunks into the local store")
-    p.add_argument("refs", nargs="*", metavar="HASH|NAME")
+    p.add_argument("refs", nargs="*", metavar="HASH|NAME", type=name_arg)
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=cmd_warm)

@@ -123,12 +123,18 @@ def trim(cloud: Cloud, to: int | None = None) -> tuple[int, int]:
                     if len(r.locations) >= need and k not in keep:
                         local.append((idx.atime(k, txn) or r.created_ns, k, r))
         local.sort()
-        evicted = freed = 0
-        for _, pid, r in local:
+        checked: list[tuple[bytes, int, list[str], list[str]]] = []
+        for _, pid, r in local:  # the network checks, outside any write transaction
             if used <= target:
                 break
             good, bad = confirmed_copies(cloud, pid, r)
-            with idx.write() as txn:
+            checked.append((pid, r.size, good, bad))
+            if len(good) >= need:
+                used -= r.size
+        evict: list[tuple[bytes, int]] = []
+        with idx.write() as txn:  # pins and repairs as they are now, not as they were
+            keep = pinned_packs(cloud, txn) | {pid for pid, _, _ in idx.iter_repairs(txn)}
+            for pid, size, good, bad in checked:
                 cur = idx.get_pack(pid, txn)
                 if cur is None or not cur.local:
                     continue
@@ -137,13 +143,13 @@ def trim(cloud: Cloud, to: int | None = None) -> tuple[int, int]:
                     for b in bad:
                         idx.queue_repair(txn, pid, b, "missing or wrong size (seen by trim)")
                     idx.put_pack(txn, pid, cur)
-                if len(set(good) & set(cur.locations)) < need:
+                if pid in keep or len(set(good) & set(cur.locations)) < need:
                     continue
                 idx.put_pack(txn, pid, replace(cur, local=False))
+                evict.append((pid, size))
+        for pid, _ in evict:
             cloud.local.delete(pid)
-            used -= r.size
-            evicted += 1
-            freed += r.size
+        evicted, freed = len(evict), sum(size for _, size in evict)
     return evicted, freed
 
 
@@ -199,13 +205,17 @@ def warm(cloud: Cloud, hashes: list[str] | None, progress=None) -> dict:
                     errs.append(f"{where}: {e}")
                     cloud.store.note_bad_copy(pid, f"backend {where}", str(e))
                     return False
-                cloud.local.write(pid, data)
-                with idx.write() as txn:
-                    r = idx.get_pack(pid, txn)
-                    if r is not None:
-                        idx.put_pack(txn, pid, replace(r, size=len(data), local=True,
-                                                       n_chunks=r.n_chunks or len(entries)))
-                    idx.touch_pack(txn, pid)
+                try:  # a full disk is this node's problem, not the copy's: no next source
+                    cloud.local.write(pid, data)
+                    with idx.write() as txn:
+                        r = idx.get_pack(pid, txn)
+                        if r is not None:
+                            idx.put_pack(txn, pid, replace(r, size=len(data), local=True,
+                                                           n_chunks=r.n_chunks or len(entries)))
+                        idx.touch_pack(txn, pid)
+                except StorageError as e:
+                    errors.append(f"pack {pid.hex()[:16]}: {e}")
+                    return True
                 fetched[0] += 1
                 fetched[1] += len(data)
                 if progress:

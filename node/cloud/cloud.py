@@ -43,6 +43,7 @@ class Cloud(StoreParts):
         self._own_hub = False
         self._given_hub = hub is not None
         self._hub_lock = threading.Lock()
+        self.explain_read_failures = False  # see remote_copies
         store.remote = self
 
     def close(self) -> None:
@@ -89,17 +90,39 @@ class Cloud(StoreParts):
 
     def remote_copies(self, pid: bytes, offset: int, length: int,
                       skip: set[str] | None = None) -> Iterator[tuple[bytes, str]]:
-        """Ranges of a pack from each backend that holds it (except `skip`), best first."""
+        """Ranges of a pack from each backend that holds it (except `skip`), best first.
+
+        A pack with no recorded location (imported before its owner uploaded it) is looked
+        for on every backend; the bytes are authenticated by the chunk decode. With
+        `explain_read_failures` set (the CLI's get and cat), a pack this node sealed of which
+        no copy could be read raises StorageError naming each backend asked and why (missing,
+        unreachable) rather than the reader's generic "no backend holds it". It is off
+        otherwise: a daemon serving peers, or a pack sealed elsewhere, gives up quietly so
+        the chunk can be wanted from peers instead."""
         rec = self.store.index.get_pack(pid)
         hub = self.hub
-        if rec is None or not rec.locations or hub is None:
+        if rec is None or hub is None:
             return
-        for b in sorted(rec.locations, key=hub.latency):
+        probing = not rec.locations
+        names = list(hub.backends) if probing else list(rec.locations)
+        failures: list[str] = []
+        yielded = False
+        for b in sorted(names, key=hub.latency):
             if b not in hub.backends or (skip and b in skip):
                 continue
             try:
-                yield hub.get_range(b, pid, offset, length), b
+                blob = hub.get_range(b, pid, offset, length)
             except NotFound as e:
-                self.store.note_bad_copy(pid, f"backend {b}", f"missing ({e})")
+                if not probing:
+                    self.store.note_bad_copy(pid, f"backend {b}", f"missing ({e})")
+                    failures.append(f"backend {b}: missing")
+                continue
             except BackendError as e:  # unreachable or failing: try the next copy, repair nothing
                 log.info("backend %s failed a read: %s", b, e)
+                failures.append(str(e) if b in str(e) else f"backend {b}: {e}")
+                continue
+            yielded = True
+            yield blob, b
+        if failures and not yielded and self.explain_read_failures and rec.owner:
+            raise StorageError(f"pack {pid.hex()[:16]} is not stored locally and its copies "
+                               "cannot be read: " + "; ".join(failures))

@@ -653,7 +653,7 @@ def recover(cloud: Cloud, backend: str, partial: bool = False, node: str | None 
             raise IntegrityError(f"{msg}; try another backend, or --accept-gaps to recover "
                                  "the state before it")
         warnings.append(f"{msg}; recovered the state as of {c.seq:016x} only")
-        log.warning("mosaic: %s; recovering the state as of %016x only", msg, c.seq)
+        log.info("%s; recovering the state as of %016x only", msg, c.seq)
     _install(cloud, c, max(_seq_of(o.name) for o in objs if o.name.count("/") == 2), node)
     _adopt_tag(cloud, node)
     return {"from": backend, "node": node, "objects": len(c.objects), "files": len(c.manifests),
