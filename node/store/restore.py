@@ -57,7 +57,7 @@ def chunk_records(store: Store, m: Manifest, start: int = 0, end: int | None = N
     return items
 
 
-def _decode_one(store: Store, cid: bytes, n: int, r: ChunkRecord, raw: bytes | None,
+def _decode_one(store: Store, cid: bytes, n: int, r: ChunkRecord, raw: bytes | memoryview | None,
                 local_err: str | None, first_where: str = "local store") -> bytes:
     keys = store.keys
     tried: list[str] = []
@@ -140,10 +140,11 @@ def decode_batch(store: Store, items: list[Item]) -> list[bytes]:
             end += items[j][2].stored_len
             j += 1
         raw, err, where = _read_run(store, r.pack_id, r.offset, end - r.offset)
+        view = memoryview(raw) if raw is not None else None  # slices without copying
         for cid, n, rec in items[i:j]:
             part = None
-            if raw is not None:
-                part = raw[rec.offset - r.offset: rec.offset - r.offset + rec.stored_len]
+            if view is not None:
+                part = view[rec.offset - r.offset: rec.offset - r.offset + rec.stored_len]
             out.append(_decode_one(store, cid, n, rec, part, err, where))
         i = j
     note_verified(store, items)
