@@ -32,10 +32,6 @@ from typing import NamedTuple
 
 import msgpack
 from blake3 import blake3
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .hlc import too_far_ahead
 from .limits import ID_LEN, SIGNATURE_LEN
@@ -112,8 +108,14 @@ def sign_entry(sign: Callable[[bytes], bytes], origin: bytes, head: LogHead, seq
     return LogEntry(seq, record, sig), LogHead(chain, sig)
 
 
+# cryptography (x509, Ed25519) is imported inside the two functions that use it: it costs
+# ~50 ms to load, and every CLI command opens the replica module, which imports this one.
+
+
 def verify_signature(public_key: bytes, chain: bytes, sig: bytes) -> bool:
     """True if `sig` is the key's signature over the chain value."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(sig, SIG_DOMAIN + chain)
     except (InvalidSignature, ValueError):
@@ -123,6 +125,9 @@ def verify_signature(public_key: bytes, chain: bytes, sig: bytes) -> bool:
 
 def cert_node_key(cert_der: bytes) -> tuple[bytes, bytes]:
     """(node ID, raw Ed25519 public key) of a node certificate; ValueError if it is not one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     try:
         cert = x509.load_der_x509_certificate(cert_der)
         key = cert.public_key()

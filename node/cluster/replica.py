@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lmdb
 import msgpack
@@ -83,7 +84,9 @@ from mosaic.protocol.signing import (
 from ..errors import StorageError
 from ..store.home import Home
 from ..store.index import BE64, U64, ChunkRecord, Index, Manifest, PackRecord
-from .identity import Identity
+
+if TYPE_CHECKING:  # the identity (cryptography, ~40 ms to load) is loaded when a node signs
+    from .identity import Identity
 
 log = logging.getLogger("mosaic.replica")
 
@@ -123,6 +126,7 @@ def use_identity(index: Index, identity: Identity) -> None:
 def _signer(index: Index) -> Identity:
     c = _ctx(index)
     if c.identity is None:
+        from .identity import Identity
         c.identity = Identity.load_or_create(c.root)
     if index.repl_origin is not None and c.identity.node_id != index.repl_origin:
         raise StorageError("this node's identity.key is not the one its log was written with")
