@@ -63,3 +63,25 @@ def join_factory(tmp_path: Path) -> Callable[[str, Node], Node]:
     yield make
     for n in opened:
         n.close()
+
+
+SMALL = ("--pack-size", "64KiB", "--chunk-min", "2KiB", "--chunk-avg", "8KiB",
+         "--chunk-max", "32KiB")
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Run:
+    """`run(home, *args) -> (exit code, stdout, stderr)`: the CLI, in this process."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOSAIC_PASSPHRASE", raising=False)
+
+    def go(home: Path, *args: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        from mosaic.node.cli.main import main
+        rc = main(["--home", str(home), *(str(a) for a in args)])
+        cap = capsys.readouterr()
+        return rc, cap.out, cap.err
+    return go

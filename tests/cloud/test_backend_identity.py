@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ import trio
 from mosaic import Node
 from mosaic.backends.dir import DirBackend
 from mosaic.backends.errors import NotFound, TransientError
-from mosaic.node.cli.main import main
 from mosaic.node.cloud.hub import (
     MARKER_NAME,
     BackendHub,
@@ -30,26 +28,7 @@ from mosaic.node.cloud.hub import (
     claim_backend,
 )
 from mosaic.node.store.home import BackendConfig
-
-SMALL = ("--pack-size", "64KiB", "--chunk-min", "2KiB", "--chunk-avg", "8KiB",
-         "--chunk-max", "32KiB")
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Run:
-    """`run(home, *args) -> (exit code, stdout, stderr)`: the CLI, in this process."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MOSAIC_PASSPHRASE", raising=False)
-
-    def go(home: Path, *args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--home", str(home), *(str(a) for a in args)])
-        cap = capsys.readouterr()
-        return rc, cap.out, cap.err
-    return go
+from tests.cloud.conftest import SMALL, Run
 
 
 def _ok(run: Run, home: Path, *args: object) -> str:

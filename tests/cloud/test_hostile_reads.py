@@ -6,32 +6,11 @@ location a node never learnt, names whose bytes are not UTF-8. The CLI runs in p
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mosaic.node.cli.main import main
-
-SMALL = ("--pack-size", "64KiB", "--chunk-min", "2KiB", "--chunk-avg", "8KiB",
-         "--chunk-max", "32KiB")
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Run:
-    """`run(home, *args) -> (exit code, stdout, stderr)`: the CLI, in this process."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MOSAIC_PASSPHRASE", raising=False)
-
-    def go(home: Path, *args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--home", str(home), *(str(a) for a in args)])
-        cap = capsys.readouterr()
-        return rc, cap.out, cap.err
-    return go
+from tests.cloud.conftest import SMALL, Run
 
 
 def _ok(run: Run, home: Path, *args: object) -> str:
