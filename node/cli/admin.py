@@ -87,9 +87,10 @@ def cmd_key_export(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     """mosaic gc [--dry-run] [--grace SECONDS] [--max-unused PERCENT]"""
-    from ..cloud.gc import gc
+    from ..cloud.gc import GRACE_S, gc
     with open_node(args) as node:
-        rep = gc(node.cloud, dry_run=args.dry_run, grace_s=args.grace,
+        grace_s = GRACE_S if args.grace is None else args.grace
+        rep = gc(node.cloud, dry_run=args.dry_run, grace_s=grace_s,
                  remote_repack_threshold=args.max_unused / 100)
         warning = None if args.dry_run else save_index_copy(node)
     verb = "would remove" if rep.dry_run else "removed"
@@ -585,11 +586,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = ks.add_parser("export", help="write the key file for a joining node")
     e.add_argument("-o", "--output", required=True, metavar="FILE")
     e.set_defaults(func=cmd_key_export)
-    from ..cloud.gc import GRACE_S
     p = sub.add_parser("gc", help="remove chunks no manifest references (and, across the nodes "
                                   "sharing a backend, packs none of them uses: docs/gc.md)")
     p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--grace", type=_seconds, default=GRACE_S, metavar="DURATION",
+    p.add_argument("--grace", type=_seconds, default=None, metavar="DURATION",
                    help="keep temp files and packs no node knows until this old "
                         "(default 1h; e.g. 90s, 30m, 2h)")
     p.add_argument("--max-unused", type=_fraction, default=50.0, metavar="PERCENT",

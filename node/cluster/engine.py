@@ -37,7 +37,6 @@ from ..store.restore import (
 )
 from ..store.store import Store, StoreParts
 from ..units import is_hash, parse_hash
-from . import replica
 
 if TYPE_CHECKING:  # verbs load their modules on first use: the CLI starts fast
     from ..cloud.gc import GcReport
@@ -70,7 +69,9 @@ class Engine(StoreParts):
 
     def __init__(self, store: Store, cloud: Cloud | None = None):
         self.store = store
-        replica.install(store.index)
+        if store.index.repl_origin is not None:  # a node that never replicated skips loading it
+            from . import replica
+            replica.install(store.index)
         self.cloud = cloud if cloud is not None else Cloud(store)
 
     # ---- lifecycle ---------------------------------------------------------

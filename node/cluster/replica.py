@@ -165,6 +165,7 @@ def enable(index: Index, node_id: bytes) -> int:
             raise ValueError("this node's index was replicated under another node ID")
         return 0
     n = 0
+    install(index)
     ident = _signer(index)
     if ident.node_id != node_id:
         raise ValueError("enable: node ID is not this home's identity")

@@ -12,9 +12,7 @@ names equal to it or inside it as a folder (and to files that have such a name).
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -60,6 +58,7 @@ class TokenInfo(Grant):
 
 def digest(token: str) -> bytes:
     """The stored form of a token."""
+    import hashlib  # loaded on use: every CLI command imports this module for its parser
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
@@ -88,6 +87,7 @@ class TokenStore:
             raise UsageError(f"invalid token name {name!r} (letters, digits, . _ -; at most 64)")
         check_scope(scope)
         prefix = check_name(prefix) if prefix.strip("/") else ""
+        import secrets
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         info = TokenInfo(name, scope, prefix, time.time())
         rec = msgpack.packb({"name": name, "scope": scope, "prefix": prefix,

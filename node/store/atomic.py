@@ -18,8 +18,8 @@ steps for writers that stream (packs, restored files).
 from __future__ import annotations
 
 import errno
+import itertools
 import os
-import secrets
 from collections.abc import Iterable
 
 __all__ = ["TEMP_MARK", "TempFile", "atomic_write", "create_new", "fsync_dir", "write_fully"]
@@ -53,10 +53,21 @@ def write_fully(fd: int, data: bytes | bytearray | memoryview) -> int:
     return n
 
 
+_serial = itertools.count()
+_prefix = [b"", -1]  # this process's random prefix and the pid it was drawn in (forks draw anew)
+
+
+def _temp_suffix() -> str:
+    """16 hex: 6 random bytes drawn once a process, then a 2-byte serial; O_EXCL guards the rest."""
+    if _prefix[1] != os.getpid():
+        _prefix[:] = [os.urandom(6), os.getpid()]
+    return (_prefix[0] + (next(_serial) & 0xFFFF).to_bytes(2, "big")).hex()
+
+
 def _temp_name(stem: str) -> str:
-    name = f".{stem}{TEMP_MARK}{secrets.token_hex(8)}"
+    name = f".{stem}{TEMP_MARK}{_temp_suffix()}"
     if len(os.fsencode(name)) > _NAME_MAX:  # a long destination name: keep only the mark
-        name = f"{TEMP_MARK}{secrets.token_hex(8)}"
+        name = f"{TEMP_MARK}{_temp_suffix()}"
     return name
 
 
@@ -75,7 +86,8 @@ class TempFile:
             try:
                 self.fd = os.open(self.path, _FLAGS, mode)
                 break
-            except FileExistsError:  # 64 random bits collided: someone planted it
+            except FileExistsError:  # planted, or the serial wrapped onto a live temp file
+                _prefix[1] = -1  # draw a new random prefix for the next name
                 if attempt == _TRIES - 1:
                     raise
         self.done = False

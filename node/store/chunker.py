@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
-
-import pyfastcdc
+from typing import TYPE_CHECKING, BinaryIO
 
 from mosaic.protocol.limits import MAX_BLOB_LEN
 
 from ..errors import UsageError
 from .codec import OVERHEAD
+
+if TYPE_CHECKING:
+    import pyfastcdc
 
 #: Defaults chosen by measurement (docs/benchmarks.md): 16/48/192 KiB chunks gave
 #: the best dedup on the `versions` and `big` corpora at an affordable index size.
@@ -71,6 +72,8 @@ def _cdc(params: ChunkParams) -> pyfastcdc.FastCDC:
     # pyfastcdc starts its search at min_size rounded down to even, so an odd
     # minimum would allow chunks one byte short of it; new nodes get an even
     # minimum (Node.init), and an odd one is rounded up where avg allows.
+    import pyfastcdc  # loaded on first use: reads and restores never cut chunks
+
     mn = params.min_size + (params.min_size & 1 and params.min_size < params.avg_size)
     return pyfastcdc.FastCDC(params.avg_size, min_size=mn,
                              max_size=params.max_size, normalized_chunking=1,

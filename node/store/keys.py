@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import nacl.pwhash.argon2id as argon2id
 import nacl.utils
 
 from ..errors import IntegrityError, KeyFileError
@@ -112,6 +111,7 @@ def seal(master: bytes, passphrase: str | None, params: dict) -> dict:
         doc["sealed"] = False
         doc["master"] = _b64(master)
         return doc
+    import nacl.pwhash.argon2id as argon2id  # only sealing and unsealing need the KDF (~4 ms to load)
     salt = nacl.utils.random(argon2id.SALTBYTES)
     kek = argon2id.kdf(32, passphrase.encode("utf-8"), salt,
                        opslimit=KDF_OPSLIMIT, memlimit=KDF_MEMLIMIT)
@@ -148,6 +148,7 @@ def unseal(doc: dict, passphrase: str | None) -> bytes:
         salt = _unb64(kdf.get("salt"), "salt")
         nonce = _unb64(doc.get("nonce"), "nonce")
         ct = _unb64(doc.get("ciphertext"), "ciphertext")
+        import nacl.pwhash.argon2id as argon2id
         if len(salt) != argon2id.SALTBYTES or len(nonce) != envelope.NONCE_SIZE:
             raise KeyFileError("key file is damaged (salt or nonce)")
         if len(ct) < envelope.TAG_SIZE:

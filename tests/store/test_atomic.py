@@ -60,7 +60,7 @@ def test_a_planted_temp_file_is_refused_not_followed(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
-    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: "0" * (2 * n))  # predictable now
+    monkeypatch.setattr(atomic, "_temp_suffix", lambda: "0" * 16)  # predictable now
     planted = tmp_path / f".key.json{TEMP_MARK}{'0' * 16}"
     planted.symlink_to(victim)
     with pytest.raises(FileExistsError):
@@ -72,6 +72,19 @@ def test_a_planted_temp_file_is_refused_not_followed(tmp_path: Path,
     with pytest.raises(FileExistsError):
         atomic_write(tmp_path / "key.json", b"secret", mode=0o600)
     assert not (tmp_path / "does-not-exist-yet").exists()
+
+
+def test_a_link_planted_at_the_next_temp_name_is_stepped_around(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    seen = atomic._temp_suffix()  # the names are guessable by someone who saw one
+    nxt = (int(seen, 16) + 1) & 0xFFFF | int(seen, 16) & ~0xFFFF
+    planted = tmp_path / f".key.json{TEMP_MARK}{nxt:016x}"
+    planted.symlink_to(victim)
+    atomic_write(tmp_path / "key.json", b"secret", mode=0o600)  # a new random prefix is drawn
+    assert (tmp_path / "key.json").read_bytes() == b"secret"
+    assert victim.read_bytes() == b"precious" and planted.is_symlink()
+    assert atomic._temp_suffix()[:12] != seen[:12]
 
 
 def test_a_symlink_destination_is_replaced_not_written_through(tmp_path: Path) -> None:
