@@ -231,18 +231,16 @@ def _plan_tree(dest: Path, items: list[tuple[T, str]]) -> list[tuple[T, str, str
     before anything is written: no path leads out of `dest` through a symlink already
     inside it, and no two files land on the same file (UsageError naming the path)."""
     root = os.path.realpath(dest)
-    real_dirs: dict[str, str] = {"": root}  # each folder resolved once, not once per file
-    existing: dict[str, bool] = {"": os.path.isdir(root)}
+    # each folder resolved once, from its parent's real path: one lstat, none below a folder
+    # the restore makes (realpath would lstat every component of every folder)
+    real_dirs: dict[str, tuple[str, bool]] = {"": (root, os.path.isdir(root))}
     seen: dict[str, str] = {}  # real path -> the relative path that writes it
     plan = []
     for h, rel in items:
         parent, leaf = os.path.split(rel)
-        real_parent = real_dirs.get(parent)
-        if real_parent is None:
-            real_parent = real_dirs[parent] = os.path.realpath(dest / parent)
-            existing[parent] = os.path.isdir(real_parent)
+        real_parent, parent_exists = _real_folder(real_dirs, parent)
         real = os.path.join(real_parent, leaf)
-        if not existing[parent] and real_parent.startswith(root + os.sep):
+        if not parent_exists and real_parent.startswith(root + os.sep):
             # a folder the restore makes, inside DESTDIR: nothing in it can be in the way
             if real in seen:
                 raise UsageError(f"{shown_path(dest / seen[real])} and {shown_path(dest / rel)} "
@@ -265,6 +263,35 @@ def _plan_tree(dest: Path, items: list[tuple[T, str]]) -> list[tuple[T, str, str
         kind, target = output_target(p)
         plan.append((h, kind, str(target) if kind == "into" else real))
     return plan
+
+
+def _real_folder(known: dict[str, tuple[str, bool]], rel: str) -> tuple[str, bool]:
+    """(real path, exists as a folder) of the folder `rel` under the restore's root (""),
+    as os.path.realpath and isdir would say, resolved from its parent's and kept in `known`."""
+    got = known.get(rel)
+    if got is not None:
+        return got
+    up, name = os.path.split(rel)
+    base, base_exists = _real_folder(known, up)
+    path = os.path.join(base, name)
+    if not base_exists:  # inside a folder that is not there yet: nothing to resolve
+        got = (path, False)
+    else:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            got = (path, False)
+        except OSError:  # let realpath and isdir say what they can
+            real = os.path.realpath(path)
+            got = (real, os.path.isdir(real))
+        else:
+            if stat.S_ISLNK(mode):
+                real = os.path.realpath(path)
+                got = (real, os.path.isdir(real))
+            else:
+                got = (path, stat.S_ISDIR(mode))
+    known[rel] = got
+    return got
 
 
 def _is_hash(ref: str) -> bool:

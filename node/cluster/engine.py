@@ -184,7 +184,7 @@ class Engine(StoreParts):
         for d in dests:  # only folders that were there before can hold a directory in the way
             if os.path.dirname(d) in existed and os.path.isdir(d):
                 raise UsageError(f"{d} is a directory")
-        make_folders({Path(f) for f in folders - existed})
+        make_folders(folders - existed)
         small = [(m, d) for m, d in zip(manifests, dests, strict=True) if m.size <= SMALL_RESTORE]
         large = [(m, Path(d)) for m, d in zip(manifests, dests, strict=True) if m.size > SMALL_RESTORE]
         groups = group_small_files(small)

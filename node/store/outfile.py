@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -115,13 +115,24 @@ def write_parts(dest: str, parts: list[bytes]) -> int:
         return write_all(fd, parts)
 
 
-def make_folders(folders: set[Path]) -> None:
-    """Create the folders (parents first), or say in one line what stands in the way."""
-    for folder in sorted(folders):
+def make_folders(folders: Iterable[str | os.PathLike[str]]) -> None:
+    """Create the folders and whatever is missing above them, parents first, one mkdir each
+    (a tree restore makes thousands), or say in one line what stands in the way."""
+    todo: set[str] = set()
+    for f in map(os.fspath, folders):
+        f = f or "."  # dirname of a bare file name
+        while f not in todo and not os.path.isdir(f):
+            todo.add(f)
+            up = os.path.dirname(f)
+            if up in (f, ""):  # the root, or the working folder
+                break
+            f = up
+    for folder in sorted(todo, key=lambda p: p.count(os.sep)):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.mkdir(folder)
         except FileExistsError:
-            raise UsageError(f"{folder} (or a folder above it) exists and is not a folder") from None
+            if not os.path.isdir(folder):
+                raise UsageError(f"{folder} (or a folder above it) exists and is not a folder") from None
         except NotADirectoryError:
             raise UsageError(f"a folder above {folder} exists and is not a folder") from None
         except OSError as e:

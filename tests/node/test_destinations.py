@@ -149,6 +149,26 @@ def test_get_r_refuses_symlinks_leading_out_of_destdir(node_cli: Cli, tmp_path: 
     _all_readable(node_cli, files)
 
 
+def test_get_r_resolves_symlinks_below_symlinks(node_cli: Cli, tmp_path: Path) -> None:
+    files = {"t/a/b/c/f.txt": b"f", "t/a/g.txt": b"g"}
+    _put(node_cli, files)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    (out / "real" / "b").mkdir(parents=True)
+    (out / "a").symlink_to("real")  # inside: fine on its own
+    (out / "real" / "b" / "c").symlink_to(outside)  # a/b/c leads out, two folders down
+    line = assert_one_line_error(node_cli("get", "-r", "t", out), 2)
+    assert "symlink leading out" in line and str(out / "a") in line, line  # the first link on the way
+    assert os.listdir(outside) == [] and not (out / "real" / "g.txt").exists()
+    (out / "real" / "b" / "c").unlink()
+    (out / "real" / "b" / "c").symlink_to("../../elsewhere")  # out/elsewhere: inside, not there yet
+    node_cli.ok("get", "-r", "t", out)
+    assert (out / "elsewhere" / "f.txt").read_bytes() == b"f"
+    assert (out / "real" / "g.txt").read_bytes() == b"g"
+    _all_readable(node_cli, files)
+
+
 def test_two_names_on_one_file_through_a_symlink_are_refused(node_cli: Cli, tmp_path: Path) -> None:
     files = {"t/a/x": b"one", "t/b/x": b"two"}
     _put(node_cli, files)

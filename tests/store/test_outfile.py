@@ -90,3 +90,11 @@ def test_make_folders(tmp_path: Path) -> None:
         make_folders({tmp_path / "file"})
     with pytest.raises(UsageError, match="not a folder"):
         make_folders({tmp_path / "file" / "below"})
+
+
+def test_make_folders_makes_what_is_missing_above_relative_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_folders({"", ".", "r/s/t", "r/s", "u/v/w/x", str(tmp_path / "abs" / "q")})
+    made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_dir())
+    assert made == ["abs", "abs/q", "r", "r/s", "r/s/t", "u", "u/v", "u/v/w", "u/v/w/x"]
