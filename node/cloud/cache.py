@@ -9,8 +9,8 @@ from mosaic.backends.errors import BackendError, NotFound
 
 from ..errors import IntegrityError, StorageError
 from ..store.home import HomeLock
-from ..store.index import PackRecord
 from ..store.packs import parse_pack
+from ..store.records import PackRecord
 from ..units import parse_hash
 from .objects import pack_object_name
 

@@ -20,8 +20,8 @@ from mosaic.backends.errors import BackendError
 
 from ..errors import StorageError
 from ..store.home import HomeLock
-from ..store.index import ChunkRecord, PackRecord
 from ..store.packs import PackWriter
+from ..store.records import ChunkRecord, PackRecord
 from . import indexlog
 from .collect import collect, queue_drops
 from .objects import pack_object_name

@@ -58,7 +58,13 @@ from mosaic.backends.errors import BackendError
 from ..errors import IntegrityError, NotFoundError, StorageError, UsageError
 from ..store import envelope
 from ..store.home import BackendConfig
-from ..store.index import ChunkRecord, Manifest, PackRecord, decode_chunk_table, encode_chunk_table
+from ..store.records import (
+    ChunkRecord,
+    Manifest,
+    PackRecord,
+    decode_chunk_table,
+    encode_chunk_table,
+)
 from .registry import forget_registration, read_epoch, register
 
 if TYPE_CHECKING:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..cloud.cloud import Cloud
 from ..errors import NotFoundError, UsageError
 from ..store.home import HomeLock, check_name
-from ..store.index import Manifest
 from ..store.outfile import (
     Progress,
     make_folders,
@@ -27,6 +26,7 @@ from ..store.outfile import (
     write_atomically,
     writing_into,
 )
+from ..store.records import Manifest
 from ..store.restore import (
     FileReader,
     group_small_files,

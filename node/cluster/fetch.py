@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from ..cloud.placement import choose
 from ..errors import IntegrityError
 from ..store import codec
-from ..store.index import ChunkRecord, PackRecord
 from ..store.packs import PackWriter
+from ..store.records import ChunkRecord, PackRecord
 from . import replica
 
 if TYPE_CHECKING:

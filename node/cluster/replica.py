@@ -83,7 +83,8 @@ from mosaic.protocol.signing import (
 
 from ..errors import StorageError
 from ..store.home import Home
-from ..store.index import BE64, U64, ChunkRecord, Index, Manifest, PackRecord
+from ..store.index import Index
+from ..store.records import BE64, U64, ChunkRecord, Manifest, PackRecord
 
 if TYPE_CHECKING:  # the identity (cryptography, ~40 ms to load) is loaded when a node signs
     from .identity import Identity

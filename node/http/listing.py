@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..cluster import replica
 from ..cluster.engine import Engine
 from ..cluster.identity import format_node_id
-from ..store.index import PackRecord
+from ..store.records import PackRecord
 from ..store.tree import Child
 
 

@@ -43,7 +43,7 @@ from ..errors import MosaicError, UsageError
 from ..store import codec
 from ..store.atomic import atomic_write
 from ..store.chunker import chunk_stream
-from ..store.index import Manifest
+from ..store.records import Manifest
 from .access import check_file_name, name_param
 from .auth import require
 from .batch import SMALL_BODY

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..store.index import Manifest
+from ..store.records import Manifest
 from ..store.restore import chunk_records, decode_batch
 from ..store.store import Store
 from .stats import MountStats

@@ -31,7 +31,7 @@ import trio
 from ..cluster.engine import Engine
 from ..errors import NotFoundError, UsageError
 from ..store.home import check_name
-from ..store.index import Manifest
+from ..store.records import Manifest
 from ..store.tree import Child, folder_exists, list_level, move_folder
 from . import meta
 from .chunks import ChunkCache, ChunkSource

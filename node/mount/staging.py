@@ -16,8 +16,8 @@ import secrets
 from pathlib import Path
 
 from ..cluster.engine import Engine
-from ..store.index import Manifest
 from ..store.ingest import PutResult
+from ..store.records import Manifest
 
 log = logging.getLogger("mosaic.mount")
 COPY_BLOCK = 1 << 20

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .index import BE64
+from .records import BE64
 
 if TYPE_CHECKING:
     from .store import Store

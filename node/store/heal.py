@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError
 from . import codec
-from .index import LOCAL, ChunkRecord
+from .index import LOCAL
 from .packs import pack_id_of
+from .records import ChunkRecord
 
 if TYPE_CHECKING:
     import lmdb

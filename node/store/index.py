@@ -3,7 +3,7 @@
 Every multi-record change happens in one write transaction. Files and packs
 get small sequential numbers so that the many rows that point at them (names,
 chunk records) store a few bytes instead of a 32-byte ID. Record layouts
-(msgpack arrays; see docs/format.md):
+(msgpack arrays; the record types and their codecs are in records.py; see docs/format.md):
 
     manifests  file_id(32)       -> [file_no, size, created_ns, chunk_table]
                                     chunk_table = n x (chunk id 32 B + length u32 LE)
@@ -38,116 +38,32 @@ stands in for content the put holds. Rows written before marks existed count as 
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import lmdb
-import msgpack
 
 from ..errors import HomeError, StorageError
 from .namestore import NameStore
+from .records import (
+    BE64,
+    U64,
+    ChunkRecord,
+    Manifest,
+    PackRecord,
+    decode_chunk_table,
+    decode_pack_record,
+    decode_row,
+    encode_chunk_table,
+    encode_row,
+)
 
 SCHEMA_VERSION = 1
-_ENTRY = struct.Struct("<32sI")
-U64 = struct.Struct("<Q")  # counters, times (also used by replica.py)
-BE64 = struct.Struct(">Q")
 MAP_SIZE = 1 << 40  # virtual; the file grows only as pages are used
 LOCAL = "@local"  # the repair queue's name for the local store
-FOREIGN = ""  # PackRecord.owner of a pack sealed by another node (known by import or hint)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A file: its ID (plain BLAKE3), size, creation time and ordered chunk list."""
-
-    file_id: bytes
-    size: int
-    created_ns: int
-    chunks: tuple[tuple[bytes, int], ...]  # (chunk_id, plain length)
-
-    def offsets(self) -> list[int]:
-        """The byte offset of each chunk in the file."""
-        out, pos = [], 0
-        for _, n in self.chunks:
-            out.append(pos)
-            pos += n
-        return out
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """Where one chunk is stored and how many manifests reference it."""
-
-    pack_id: bytes
-    offset: int
-    stored_len: int
-    plain_len: int
-    refcount: int
-
-
-@dataclass(frozen=True)
-class PackRecord:
-    """One pack: size, chunk count, whether a local copy exists, its backends, and its owner.
-
-    `owner` is the node tag (config `node.tag`) of the node that sealed the pack: only that
-    node deletes, rewrites or sweeps it on a backend. "" marks a pack this node knows only
-    through an import or a replication location hint (sealed elsewhere); None is a record
-    written before owners were recorded (`Index.owns` decides those).
-    """
-
-    size: int
-    n_chunks: int
-    local: bool
-    locations: tuple[str, ...]
-    created_ns: int
-    owner: str | None = None
-
-    @classmethod
-    def sealed(cls, size: int, n_chunks: int, owner: str | None = None) -> PackRecord:
-        """A pack just written to the local store by node `owner`, not yet on any backend."""
-        return cls(size, n_chunks, True, (), time.time_ns(), owner or None)
-
-    @classmethod
-    def hinted(cls, locations: Iterable[str], local: bool = False) -> PackRecord:
-        """A pack known only from a location hint (size and chunk count unknown; not ours)."""
-        return cls(0, 0, local, tuple(sorted(set(locations))), time.time_ns(), FOREIGN)
-
-    def with_locations(self, locations: Iterable[str]) -> PackRecord:
-        """This record with exactly these backends (sorted, distinct)."""
-        return replace(self, locations=tuple(sorted(set(locations))))
-
-    def adding(self, *backends: str) -> PackRecord:
-        """This record with more backends."""
-        return self.with_locations({*self.locations, *backends})
-
-
-def encode_chunk_table(chunks: tuple[tuple[bytes, int], ...] | list) -> bytes:
-    """n x (32-byte ID + u32 length)."""
-    return b"".join(_ENTRY.pack(c, n) for c, n in chunks)
-
-
-def decode_chunk_table(blob: bytes) -> tuple[tuple[bytes, int], ...]:
-    """Inverse of encode_chunk_table."""
-    return tuple(_ENTRY.iter_unpack(blob))
-
-
-def _pack(obj: object) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
-
-
-def _unpack(b: bytes) -> list:
-    return msgpack.unpackb(b, raw=False)
-
-
-def _pack_record(v: bytes) -> PackRecord:
-    row = _unpack(v)
-    _, size, n, local, locs, created = row[:6]
-    owner = row[6] if len(row) > 6 else None  # older rows have no owner
-    return PackRecord(size, n, local, tuple(locs), created, owner)
 
 
 class ChangeLog(Protocol):
@@ -248,7 +164,7 @@ class Index:
         v = (txn or self.read()).get(fid, db=self.db["manifests"])
         if v is None:
             return None
-        row = _unpack(v)
+        row = decode_row(v)
         return int(row[1]), int(row[2])
 
     def get_manifest(self, fid: bytes, txn: lmdb.Transaction | None = None) -> Manifest | None:
@@ -256,7 +172,7 @@ class Index:
         v = (txn or self.read()).get(fid, db=self.db["manifests"])
         if v is None:
             return None
-        _, size, created, table = _unpack(v)
+        _, size, created, table = decode_row(v)
         return Manifest(fid, size, created, decode_chunk_table(table))
 
     def iter_manifest_ids(self, txn: lmdb.Transaction | None = None) -> Iterator[bytes]:
@@ -274,7 +190,7 @@ class Index:
             return False
         self._reference(txn, {c for c, _ in m.chunks}, +1)
         no = self.next_counter(txn, b"next_file")
-        txn.put(m.file_id, _pack([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
+        txn.put(m.file_id, encode_row([no, m.size, m.created_ns, encode_chunk_table(m.chunks)]),
                 db=self.db["manifests"])
         txn.put(BE64.pack(no), m.file_id, db=self.db["files"], append=True)
         if not verified:
@@ -292,7 +208,7 @@ class Index:
         v = txn.get(m.file_id, db=self.db["manifests"])
         if v is None:
             return self.add_manifest(txn, m)
-        no, _, _, table = _unpack(v)
+        no, _, _, table = decode_row(v)
         new_table = encode_chunk_table(m.chunks)
         txn.delete(b"m" + m.file_id, db=self.db["unverified"])
         if table == new_table:
@@ -300,7 +216,8 @@ class Index:
         old, new = {c for c, _ in decode_chunk_table(table)}, {c for c, _ in m.chunks}
         self._reference(txn, new - old, +1)
         self._reference(txn, old - new, -1)
-        txn.put(m.file_id, _pack([no, m.size, m.created_ns, new_table]), db=self.db["manifests"])
+        txn.put(m.file_id, encode_row([no, m.size, m.created_ns, new_table]),
+                db=self.db["manifests"])
         self._journal(txn, b"m" + m.file_id)
         if self.repl_origin is not None:
             self._change_log().log_manifest(self, txn, m)
@@ -315,16 +232,16 @@ class Index:
                 if delta > 0:
                     raise StorageError(f"chunk {cid.hex()[:16]} was not stored; put again")
                 continue
-            row = _unpack(v)
+            row = decode_row(v)
             row[4] = max(0, row[4] + delta)
-            txn.put(cid, _pack(row), db=self.db["chunks"])
+            txn.put(cid, encode_row(row), db=self.db["chunks"])
 
     def remove_manifest(self, txn: lmdb.Transaction, fid: bytes) -> bool:
         """Drop a manifest, its names and its chunk references; False if unknown."""
         v = txn.get(fid, db=self.db["manifests"])
         if v is None:
             return False
-        no, _, _, table = _unpack(v)
+        no, _, _, table = decode_row(v)
         self._reference(txn, {c for c, _ in decode_chunk_table(table)}, -1)
         names = self.names_of(fid, txn)
         if names:
@@ -339,7 +256,7 @@ class Index:
 
     def _file_no(self, txn: lmdb.Transaction, fid: bytes) -> int | None:
         v = txn.get(fid, db=self.db["manifests"])
-        return _unpack(v)[0] if v is not None else None
+        return decode_row(v)[0] if v is not None else None
 
     def _file_id(self, txn: lmdb.Transaction, no: int) -> bytes | None:
         return txn.get(BE64.pack(no), db=self.db["files"])
@@ -475,7 +392,7 @@ class Index:
         v = txn.get(pid, db=self.db["packs"])
         if v is None:
             raise StorageError(f"internal: pack {pid.hex()[:16]} has no record")
-        return _unpack(v)[0]
+        return decode_row(v)[0]
 
     def get_chunk(self, cid: bytes, txn: lmdb.Transaction | None = None) -> ChunkRecord | None:
         """The chunk record, or None."""
@@ -483,7 +400,7 @@ class Index:
         v = t.get(cid, db=self.db["chunks"])
         if v is None:
             return None
-        no, off, slen, plen, ref = _unpack(v)
+        no, off, slen, plen, ref = decode_row(v)
         return ChunkRecord(self._pid(t, no), off, slen, plen, ref)
 
     def has_chunk(self, cid: bytes) -> bool:
@@ -504,10 +421,10 @@ class Index:
         if not overwrite and verified and txn.get(b"c" + cid, db=udb) is not None:
             v = txn.get(cid, db=self.db["chunks"])
             if v is not None:
-                r = replace(r, refcount=_unpack(v)[4])
+                r = replace(r, refcount=decode_row(v)[4])
                 overwrite = True
         row = [self._pack_no(txn, r.pack_id), r.offset, r.stored_len, r.plain_len, r.refcount]
-        done = txn.put(cid, _pack(row), db=self.db["chunks"], overwrite=overwrite)
+        done = txn.put(cid, encode_row(row), db=self.db["chunks"], overwrite=overwrite)
         if done:
             if verified is not None:
                 if verified:
@@ -573,14 +490,14 @@ class Index:
     def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkRecord]]:
         """Every (chunk_id, record)."""
         for k, v in txn.cursor(db=self.db["chunks"]).iternext():
-            no, off, slen, plen, ref = _unpack(v)
+            no, off, slen, plen, ref = decode_row(v)
             yield k, ChunkRecord(self._pid(txn, no), off, slen, plen, ref)
 
     # ---- packs -------------------------------------------------------------
     def get_pack(self, pid: bytes, txn: lmdb.Transaction | None = None) -> PackRecord | None:
         """The pack record, or None."""
         v = (txn or self.read()).get(pid, db=self.db["packs"])
-        return None if v is None else _pack_record(v)
+        return None if v is None else decode_pack_record(v)
 
     def owns(self, txn: lmdb.Transaction, pid: bytes, rec: PackRecord, node_tag: str) -> bool:
         """True if this node (tag `node_tag`) sealed the pack, so it may delete, rewrite or sweep
@@ -597,7 +514,7 @@ class Index:
         """Create or replace a pack record (a new pack gets the next pack number)."""
         v = txn.get(pid, db=self.db["packs"])
         if v is not None:
-            old = _unpack(v)
+            old = decode_row(v)
             no = old[0]
             if old[1:3] + [list(old[4])] != [r.size, r.n_chunks, list(r.locations)]:
                 self._journal(txn, b"p" + pid)  # not for the local flag (cache only)
@@ -608,13 +525,13 @@ class Index:
         row = [no, r.size, r.n_chunks, r.local, list(r.locations), r.created_ns]
         if r.owner is not None:
             row.append(r.owner)
-        txn.put(pid, _pack(row), db=self.db["packs"])
+        txn.put(pid, encode_row(row), db=self.db["packs"])
 
     def delete_pack(self, txn: lmdb.Transaction, pid: bytes) -> None:
         """Drop a pack record (its chunk records must be gone or moved)."""
         v = txn.get(pid, db=self.db["packs"])
         if v is not None:
-            txn.delete(BE64.pack(_unpack(v)[0]), db=self.db["packnos"])
+            txn.delete(BE64.pack(decode_row(v)[0]), db=self.db["packnos"])
             txn.delete(pid, db=self.db["packs"])
             self._journal(txn, b"p" + pid)
         txn.delete(pid, db=self.db["atime"])
@@ -622,7 +539,7 @@ class Index:
     def iter_packs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, PackRecord]]:
         """Every (pack_id, record)."""
         for k, v in txn.cursor(db=self.db["packs"]).iternext():
-            yield k, _pack_record(v)
+            yield k, decode_pack_record(v)
 
     def touch_packs(self, pids: set[bytes]) -> None:
         """Record a local read of these packs (for LRU eviction)."""
@@ -674,7 +591,7 @@ class Index:
         """Log a transfer or an error (kept for `status`; trimmed to the last 10,000)."""
         import os as _os
         key = BE64.pack(time.time_ns()) + _os.urandom(4)
-        txn.put(key, _pack([kind, backend, nbytes, seconds, error]), db=self.db["events"])
+        txn.put(key, encode_row([kind, backend, nbytes, seconds, error]), db=self.db["events"])
         if txn.stat(self.db["events"])["entries"] > 10_000:
             cur = txn.cursor(db=self.db["events"])
             if cur.first():
@@ -688,7 +605,7 @@ class Index:
         if not cur.set_range(BE64.pack(since_ns)):
             return
         for k, v in cur.iternext():
-            kind, backend, nbytes, seconds, error = _unpack(v)
+            kind, backend, nbytes, seconds, error = decode_row(v)
             yield BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
 
     # ---- change journal (what the backends' index copies have not heard yet) -----

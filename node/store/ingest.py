@@ -29,8 +29,8 @@ from . import codec
 from .chunker import chunk_buffer, chunk_stream
 from .heal import Healer
 from .hooks import PackPlacement
-from .index import ChunkRecord, Manifest, PackRecord
 from .packs import PackWriter, SealedPack
+from .records import ChunkRecord, Manifest, PackRecord
 
 if TYPE_CHECKING:
     from .store import Store

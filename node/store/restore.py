@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, MosaicError, NotFoundError, StorageError
 from . import codec
-from .index import ChunkRecord, Manifest
 from .outfile import write_all, write_parts
+from .records import ChunkRecord, Manifest
 
 log = logging.getLogger("mosaic")
 

@@ -20,9 +20,10 @@ from . import keys as keymod
 from .chunker import ChunkParams
 from .home import Config, Home, check_name, default_home
 from .hooks import RemoteReads
-from .index import LOCAL, Index, Manifest
+from .index import LOCAL, Index
 from .keys import Keys
 from .packs import LocalPacks
+from .records import Manifest
 
 log = logging.getLogger("mosaic")
 MIN_PACK = 64 * 1024  # smaller packs cost a backend request per few chunks

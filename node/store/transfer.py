@@ -28,7 +28,7 @@ from mosaic.protocol.manifest_json import (
 from ..errors import ImportFormatError, IntegrityError, NotFoundError
 from ..units import parse_hash
 from .home import HomeLock
-from .index import ChunkRecord, Manifest, PackRecord
+from .records import ChunkRecord, Manifest, PackRecord
 
 if TYPE_CHECKING:
     from .store import Store

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, MosaicError
-from .index import ChunkRecord, PackRecord
 from .packs import check_pack
+from .records import ChunkRecord, PackRecord
 from .restore import read_verified
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from mosaic.node.cloud.cache import trim
 from mosaic.node.cloud.gc import gc
 from mosaic.node.cloud.hub import pack_object_name
 from mosaic.node.store.check import check
-from mosaic.node.store.index import PackRecord
+from mosaic.node.store.records import PackRecord
 
 
 def _packs(node: Node) -> dict[bytes, PackRecord]:
@@ -85,7 +85,7 @@ def test_warm_and_gc_on_b_keep_a_packs(node_factory: Callable[..., Node],
 
 def test_owners_are_recorded(node_factory: Callable[..., Node],
                              join_factory: Callable[[str, Node], Node]) -> None:
-    from mosaic.node.store.index import FOREIGN
+    from mosaic.node.store.records import FOREIGN
     a, b, files = _setup(node_factory, join_factory)
     assert all(r.owner == a.config.node_tag for r in _packs(a).values())
     assert all(r.owner == FOREIGN for r in _packs(b).values())  # known by import only

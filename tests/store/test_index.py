@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from mosaic.node.errors import HomeError, StorageError
-from mosaic.node.store.index import (
-    LOCAL,
-    ChunkRecord,
-    Index,
-    Manifest,
-    PackRecord,
-    decode_chunk_table,
-    encode_chunk_table,
-)
+from mosaic.node.store.index import LOCAL, Index
+from mosaic.node.store.records import ChunkRecord, Manifest, PackRecord
 
 
 def cid(i: int) -> bytes:
@@ -46,12 +39,6 @@ def _store_chunks(idx: Index, pack: bytes, chunks: list[tuple[bytes, int]]) -> N
         idx.put_pack(txn, pack, PackRecord.sealed(10_000, len(chunks)))
         for i, (c, n) in enumerate(chunks):
             assert idx.put_chunk(txn, c, ChunkRecord(pack, 8 + 100 * i, n + 42, n, 0), overwrite=False)
-
-
-def test_chunk_table_encoding_round_trips() -> None:
-    table = ((cid(1), 5), (cid(2), 1 << 20), (cid(1), 5))
-    blob = encode_chunk_table(table)
-    assert len(blob) == 3 * 36 and decode_chunk_table(blob) == table
 
 
 def test_manifest_takes_one_reference_per_distinct_chunk(index: Index) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from mosaic.node.errors import StorageError
 from mosaic.node.store import restore
-from mosaic.node.store.index import ChunkRecord, Index, Manifest, PackRecord
+from mosaic.node.store.index import Index
+from mosaic.node.store.records import ChunkRecord, Manifest, PackRecord
 from mosaic.node.store.store import Store
 from mosaic.node.store.transfer import export, import_
 from mosaic.protocol.manifest_json import seal_dump
