@@ -290,3 +290,45 @@ def test_files_dropped_on_the_list_are_uploaded(node: Node, signed_in: Browser) 
     with node.api(node.tokens["reader"]) as api:
         assert names_under(api, "dropped") == {"dropped/one.txt": b3(b"dropped one\n"),
                                                 "dropped/two.bin": b3(bytes([7]) * 70000)}
+
+
+def test_file_dialogs_show_errors_rename_and_delete(node: Node, signed_in: Browser) -> None:
+    """On a file's page: the name dialog stays open on a missing name or a refused move (the
+    error shown, OK usable again), then renames; the delete dialog shows a failure, cancels,
+    and deletes."""
+    b = signed_in
+    with node.api(node.tokens["writer"]) as api:
+        for name in ("dialogs/f.txt", "dialogs/keep.txt"):
+            assert api.put(f"/v1/names/{name}", content=name.encode()).status_code in (200, 201)
+    b.driver.get(node.url + "/details/dialogs/f.txt")
+    b.find("#rename").click()
+    box = b.visible("#dlg-name-input")
+    assert box.get_attribute("value") == "dialogs/f.txt"
+    box.clear()
+    box.send_keys("  " + Keys.ENTER)  # blank (an empty field the browser itself refuses)
+    b.wait(lambda d: b.find("#dlg-name-err").text == "A name is needed.", what="no-name error")
+    box.clear()
+    box.send_keys("dialogs/f.txt" + Keys.ENTER)  # onto itself: the server refuses
+    b.wait(lambda d: "itself" in b.find("#dlg-name-err").text, what="the server's refusal")
+    assert b.find("#dlg-name").get_attribute("open") is not None
+    assert b.find("#dlg-name button[value='ok']").is_enabled()
+    box.clear()
+    box.send_keys("dialogs/g.txt" + Keys.ENTER)
+    b.visible("#details[data-name='dialogs/g.txt']")
+    with node.api(node.tokens["writer"]) as api:
+        assert api.get("/v1/stat/dialogs/f.txt").status_code == 404
+        assert api.delete("/v1/names/dialogs/g.txt").status_code == 204  # behind the page's back
+    b.find("#delete").click()
+    assert "dialogs/g.txt" in b.visible("#dlg-delete-text").text
+    b.find("#dlg-delete-ok").click()
+    b.wait(lambda d: b.find("#dlg-delete-err").text, what="the failed delete's error")
+    assert b.find("#dlg-delete-ok").is_enabled()
+    b.find("#dlg-delete button[value='cancel']").click()
+    b.wait(lambda d: not b.find("#dlg-delete").get_attribute("open"), what="dialog closed")
+    assert b.driver.current_url.endswith("/details/dialogs/g.txt")
+    b.driver.get(node.url + "/details/dialogs/keep.txt")
+    b.find("#delete").click()
+    b.visible("#dlg-delete-ok").click()
+    b.wait(lambda d: d.current_url.endswith("/files/dialogs"), what="back to the folder")
+    with node.api(node.tokens["reader"]) as api:
+        assert api.get("/v1/stat/dialogs/keep.txt").status_code == 404

@@ -7,7 +7,9 @@ the session's CSRF token is rendered into `<meta name="csrf-token">` for the scr
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 from urllib.parse import quote
 
@@ -89,25 +91,41 @@ async def signin(request: Request) -> Response:
                                        "next": nxt}, headers={"Cache-Control": "no-store"})
 
 
-async def home(request: Request) -> Response:
+Endpoint = Callable[[Request], Awaitable[Response]]
+PageHandler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+def _signed_in(signed_out: Callable[[Request], Response] = _signin_redirect,
+               ) -> Callable[[PageHandler], Endpoint]:
+    """A decorator for a page that needs a viewer: the handler is called with the viewer;
+    without one the page answers `signed_out`, and with a session in error the error page."""
+    def wrap(handler: PageHandler) -> Endpoint:
+        @wraps(handler)
+        async def page(request: Request) -> Response:
+            try:
+                who = await principal_or_none(request)
+            except Problem as p:
+                return _error_page(request, p)
+            if who is None:
+                return signed_out(request)
+            return await handler(request, who)
+        return page
+    return wrap
+
+
+def _to_signin(request: Request) -> Response:
+    return RedirectResponse("/signin", status_code=303)
+
+
+@_signed_in(_to_signin)
+async def home(request: Request, who: Principal) -> Response:
     """GET /: the viewer's home folder."""
-    try:
-        who = await principal_or_none(request)
-    except Problem as p:
-        return _error_page(request, p)
-    if who is None:
-        return RedirectResponse("/signin", status_code=303)
     return RedirectResponse("/files/" + url_path(who.prefix), status_code=303)
 
 
-async def browse(request: Request) -> Response:
+@_signed_in()
+async def browse(request: Request, who: Principal) -> Response:
     """GET /files/{path}: one folder."""
-    try:
-        who = await principal_or_none(request)
-    except Problem as p:
-        return _error_page(request, p)
-    if who is None:
-        return _signin_redirect(request)
     folder = _clean(request.path_params.get("path", ""))
     if who.prefix and not who.covers(folder):
         if who.prefix.startswith(folder + "/") or not folder:
@@ -117,14 +135,9 @@ async def browse(request: Request) -> Response:
                    folder_url=url_path(folder), crumbs=crumbs(folder, who.prefix))
 
 
-async def details(request: Request) -> Response:
+@_signed_in()
+async def details(request: Request, who: Principal) -> Response:
     """GET /details/{name or hash}: one file."""
-    try:
-        who = await principal_or_none(request)
-    except Problem as p:
-        return _error_page(request, p)
-    if who is None:
-        return _signin_redirect(request)
     ref = _clean(request.path_params.get("ref", ""))
     is_hash = len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref)
     name = "" if is_hash else ref
@@ -138,12 +151,7 @@ async def details(request: Request) -> Response:
                    crumbs=trail)
 
 
-async def dashboard(request: Request) -> Response:
+@_signed_in()
+async def dashboard(request: Request, who: Principal) -> Response:
     """GET /dashboard: the node's state, live."""
-    try:
-        who = await principal_or_none(request)
-    except Problem as p:
-        return _error_page(request, p)
-    if who is None:
-        return _signin_redirect(request)
     return _render(request, who, "dashboard.html", "dashboard")

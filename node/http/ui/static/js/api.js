@@ -197,40 +197,34 @@ document.addEventListener('click', (ev) => {
   if (b) b.closest('dialog')?.close('cancel');
 });
 
-/** A <dialog> that asks for one line of text; resolves to the text or null (cancel). */
-export function askName(dialog, { title, label, value = '', ok = 'OK', check }) {
+/**
+ * Show a form <dialog> modally. On OK, `accept()` runs (the OK button disabled meanwhile) and
+ * the dialog closes, resolving to what it returns; if it throws, its message shows in the
+ * dialog's .err and the dialog stays open. Closed any other way, it resolves to `cancelled`.
+ */
+function runDialog(dialog, accept, cancelled) {
   const form = dialog.querySelector('form');
-  const input = dialog.querySelector('input');
   const err = dialog.querySelector('.err');
-  const titleEl = dialog.querySelector('h2');
-  const labelEl = dialog.querySelector('label');
   const okBtn = dialog.querySelector('button[value="ok"]');
-  if (title) titleEl.textContent = title;
-  if (label) labelEl.textContent = label;
-  okBtn.textContent = ok;
-  input.value = value;
   err.textContent = '';
   return new Promise((resolve) => {
     const onSubmit = async (ev) => {
       ev.preventDefault();
-      const v = input.value.trim();
-      if (!v) { err.textContent = 'A name is needed.'; return; }
-      if (check) {
-        okBtn.disabled = true;
-        try {
-          await check(v);
-        } catch (e) {
-          err.textContent = e.message;
-          okBtn.disabled = false;
-          return;
-        }
+      let value;
+      okBtn.disabled = true;
+      try {
+        value = await accept();
+      } catch (e) {
+        err.textContent = e.message;
+        return;
+      } finally {
         okBtn.disabled = false;
       }
       dialog.close('ok');
       cleanup();
-      resolve(v);
+      resolve(value);
     };
-    const onClose = () => { if (dialog.returnValue !== 'ok') { cleanup(); resolve(null); } };
+    const onClose = () => { if (dialog.returnValue !== 'ok') { cleanup(); resolve(cancelled); } };
     const cleanup = () => {
       form.removeEventListener('submit', onSubmit);
       dialog.removeEventListener('close', onClose);
@@ -239,44 +233,31 @@ export function askName(dialog, { title, label, value = '', ok = 'OK', check }) 
     dialog.addEventListener('close', onClose);
     dialog.returnValue = '';
     dialog.showModal();
-    input.focus();
-    const dot = value.lastIndexOf('.');
-    const slash = value.lastIndexOf('/');
-    input.setSelectionRange(slash + 1, dot > slash + 1 ? dot : value.length);
   });
+}
+
+/** A <dialog> that asks for one line of text; resolves to the text or null (cancel). */
+export function askName(dialog, { title, label, value = '', ok = 'OK', check }) {
+  const input = dialog.querySelector('input');
+  if (title) dialog.querySelector('h2').textContent = title;
+  if (label) dialog.querySelector('label').textContent = label;
+  dialog.querySelector('button[value="ok"]').textContent = ok;
+  input.value = value;
+  const answer = runDialog(dialog, async () => {
+    const v = input.value.trim();
+    if (!v) throw new Error('A name is needed.');
+    if (check) await check(v);
+    return v;
+  }, null);
+  input.focus();
+  const dot = value.lastIndexOf('.');
+  const slash = value.lastIndexOf('/');
+  input.setSelectionRange(slash + 1, dot > slash + 1 ? dot : value.length);
+  return answer;
 }
 
 /** A <dialog> that confirms a deletion; `action` runs on OK (its error is shown in the dialog). */
 export function confirmDelete(dialog, text, action) {
-  const form = dialog.querySelector('form');
-  const err = dialog.querySelector('.err');
-  const okBtn = dialog.querySelector('button[value="ok"]');
   dialog.querySelector('p').textContent = text;
-  err.textContent = '';
-  return new Promise((resolve) => {
-    const onSubmit = async (ev) => {
-      ev.preventDefault();
-      okBtn.disabled = true;
-      try {
-        await action();
-      } catch (e) {
-        err.textContent = e.message;
-        okBtn.disabled = false;
-        return;
-      }
-      okBtn.disabled = false;
-      dialog.close('ok');
-      cleanup();
-      resolve(true);
-    };
-    const onClose = () => { if (dialog.returnValue !== 'ok') { cleanup(); resolve(false); } };
-    const cleanup = () => {
-      form.removeEventListener('submit', onSubmit);
-      dialog.removeEventListener('close', onClose);
-    };
-    form.addEventListener('submit', onSubmit);
-    dialog.addEventListener('close', onClose);
-    dialog.returnValue = '';
-    dialog.showModal();
-  });
+  return runDialog(dialog, async () => { await action(); return true; }, false);
 }
