@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 
 import httpx
 
@@ -42,13 +43,30 @@ def multipart(body: bytes, ctype: str) -> list[tuple[str, bytes]]:
 
 
 def raw(port: int, request: bytes, close_after: bool = True) -> bytes:
+    """What the server answers to `request` sent as raw bytes.
+
+    The request is sent from a second thread while this one reads: a server that refuses a
+    request before reading all of it (a 431) closes with bytes unread, and the reset that
+    follows must not stop the answer, which arrived first, from being read.
+    """
     with socket.create_connection((HOST, port), timeout=20) as s:
-        s.sendall(request)
-        if close_after:
-            s.shutdown(socket.SHUT_WR)
+        def send() -> None:
+            try:
+                s.sendall(request)
+                if close_after:
+                    s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # refused and closed before it read everything
+        sender = threading.Thread(target=send)
+        sender.start()
         out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                return out
-            out += b
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        except ConnectionResetError:
+            pass
+        sender.join()
+        return out
