@@ -109,7 +109,7 @@ def sign_entry(sign: Callable[[bytes], bytes], origin: bytes, head: LogHead, seq
 
 
 # cryptography (x509, Ed25519) is imported inside the two functions that use it: it costs
-# ~50 ms to load, and every CLI command opens the replica module, which imports this one.
+# ~50 ms to load, and a node's replication modules (cluster/synclog.py) import this one.
 
 
 def verify_signature(public_key: bytes, chain: bytes, sig: bytes) -> bool:

@@ -534,7 +534,11 @@ def run_cpu(work: Path, n_files: int, seed: int) -> dict:
     and every chunk through `read_object`/`store_objects` as the daemons do. Reports the CPU
     time (`time.process_time`) from B's Hello until B holds every file, split by side."""
     from mosaic.node.cloud.cloud import Cloud
-    from mosaic.node.cluster import replica
+    try:
+        from mosaic.node.cluster import filelog, synclog, syncstore
+    except ImportError:  # a revision before replication was split out of cluster/replica.py
+        from mosaic.node.cluster import replica
+        filelog = synclog = syncstore = replica
     from mosaic.node.cluster.fetch import read_object, store_objects
     from mosaic.node.store.store import Store
     from mosaic.protocol.messages import ChunkData, ChunkMissing, WantChunks, decode_message
@@ -546,21 +550,21 @@ def run_cpu(work: Path, n_files: int, seed: int) -> dict:
     sides = []
     for home in (home_a, home_b):
         store = Store.open(home)
-        replica.install(store.index)
+        syncstore.install(store.index)
         ident = Identity.load_or_create(home)
-        if hasattr(replica, "use_identity"):  # signed logs (protocol 3)
-            replica.use_identity(store.index, ident)
-            replica.upgrade(store.index)
-        replica.enable(store.index, ident.node_id)
+        if hasattr(synclog, "use_identity"):  # signed logs (protocol 3)
+            synclog.use_identity(store.index, ident)
+            syncstore.upgrade(store.index)
+        syncstore.enable(store.index, ident.node_id)
         sides.append((store, Cloud(store), ident))
     (sa, ca, ia), (sb, cb, ib) = sides
     cap = (f"key.{sa.keys.key_id}",)
-    if hasattr(replica, "vouch"):  # what each daemon does when it meets the other
-        replica.vouch(sa.index, ib.cert_der)
-        replica.vouch(sb.index, ia.cert_der)
-    a = SyncSession(ia.node_id, replica.LmdbSyncStore(sa.index), expected_peer_id=ib.node_id,
+    if hasattr(synclog, "vouch"):  # what each daemon does when it meets the other
+        synclog.vouch(sa.index, ib.cert_der)
+        synclog.vouch(sb.index, ia.cert_der)
+    a = SyncSession(ia.node_id, syncstore.LmdbSyncStore(sa.index), expected_peer_id=ib.node_id,
                     capabilities=cap, software="mosaic/0.1")
-    b = SyncSession(ib.node_id, replica.LmdbSyncStore(sb.index), expected_peer_id=ia.node_id,
+    b = SyncSession(ib.node_id, syncstore.LmdbSyncStore(sb.index), expected_peer_id=ia.node_id,
                     capabilities=cap, software="mosaic/0.1")
     cpu = {"a": 0.0, "b": 0.0}
     wire = {"a": 0, "b": 0}
@@ -579,7 +583,7 @@ def run_cpu(work: Path, n_files: int, seed: int) -> dict:
         return timed(other, lambda: [decode_message(f[4:]) for f in frames])
 
     def wanted() -> list[bytes]:
-        got = replica.wanted_chunks(sb.index, 1024)
+        got = filelog.wanted_chunks(sb.index, 1024)
         return got[0] if isinstance(got, tuple) else got
 
     t_wall = time.monotonic()

@@ -373,9 +373,9 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
                 pinned = txn.get(fid, db=node.index.db["pins"]) is not None
             nodes = {}
             if node.index.repl_origin is not None:
-                from ..cluster import replica
+                from ..cluster.filelog import holders
                 from ..cluster.identity import format_node_id
-                nodes = {format_node_id(k): v for k, v in replica.holders(node.index, fid).items()}
+                nodes = {format_node_id(k): v for k, v in holders(node.index, fid).items()}
             complete = sorted(k for k, v in nodes.items() if v)
             target = node.config.cluster_copies
             where = {"hash": st["hash"], "size": st["size"], "local": st["cached_fraction"],

@@ -27,9 +27,9 @@ def cmd_peer(args: argparse.Namespace, out: Output) -> int:
     `ls` shows, per peer, the log entries this node holds that the peer has not yet
     acknowledged (0 when in sync; `lag_entries` in --json). `rm` stops trusting the peer;
     a running daemon closes its connection within a second."""
-    from ..cluster import replica
     from ..cluster.identity import Identity, format_node_id, parse_node_id
     from ..cluster.peers import Peers
+    from ..cluster.syncstore import enable
     with open_node(args) as node, (HomeLock(node.home, exclusive=False)  # a writer (not ls)
                                    if args.action in ("add", "rm") else contextlib.nullcontext()):
         peers = Peers(node.index)
@@ -49,7 +49,7 @@ def cmd_peer(args: argparse.Namespace, out: Output) -> int:
             ident = Identity.load_or_create(node.home.root)
             if pid == ident.node_id:
                 raise UsageError("that is this node's own ID")
-            replica.enable(node.index, ident.node_id)
+            enable(node.index, ident.node_id)
             peers.add(pid, addr or None)
             out.line(f"trusting {format_node_id(pid)}" + (f" at {addr}" if addr else ""))
             out.doc({"added": format_node_id(pid), "addr": addr or None})

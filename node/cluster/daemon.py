@@ -55,7 +55,7 @@ from ..errors import BusyError, MosaicError, UsageError
 from ..store.atomic import atomic_write
 from ..store.home import HomeLock
 from ..store.store import Store
-from . import replica
+from . import filelog, synclog, syncstore
 from .engine import Engine
 from .events import EventBus
 from .fetch import read_objects, store_objects
@@ -217,7 +217,7 @@ class Daemon:
         self.peers = Peers(cloud.index)
         self.notes = _PeerNotes(self.peers)
         self.live: dict[int, _Live] = {}
-        self.sync_store = replica.LmdbSyncStore(cloud.index)
+        self.sync_store = syncstore.LmdbSyncStore(cloud.index)
         self.cap = f"key.{cloud.keys.key_id}"
         # the sessions' store writes (applying records, storing fetched chunks) one at a time
         self.db_lock = trio.Lock()
@@ -254,7 +254,7 @@ class Daemon:
         if cert:  # trusted (peer add) and met: vouch for it, so every node learns its key
             try:
                 async with self.db_lock:
-                    await trio.to_thread.run_sync(replica.vouch, self.cloud.index, cert)
+                    await trio.to_thread.run_sync(synclog.vouch, self.cloud.index, cert)
             except ValueError as e:
                 log.warning("peer %s: cannot vouch for it: %s", peer.hex()[:16], e)
         session = SyncSession(self.identity.node_id, self.sync_store, expected_peer_id=peer,
@@ -347,7 +347,7 @@ class Daemon:
                 if lacking and not live.requested:
                     batch_l, lacking = lacking, []
                     async with self.db_lock:
-                        gone = await trio.to_thread.run_sync(replica.expire_wanted,
+                        gone = await trio.to_thread.run_sync(filelog.expire_wanted,
                                                              self.cloud.index, batch_l)
                     if gone:
                         log.info("%d wanted chunks expired: no node holds their files", gone)
@@ -419,7 +419,7 @@ class Daemon:
     async def _fetcher(self, live: _Live, send) -> None:
         """Ask the peer for chunks this node wants, one request at a time, back to back.
 
-        The batch comes from the rotating queue (WantQueue + replica.wanted_chunks): what
+        The batch comes from the rotating queue (WantQueue + filelog.wanted_chunks): what
         other sessions asked for, what backs off and what this peer said it lacks are
         passed over, and one origin's share of a batch is capped."""
         while True:
@@ -429,7 +429,7 @@ class Daemon:
             if live.session.state not in (SessionState.SYNCING, SessionState.IDLE) or live.requested:
                 continue
             ids, cursor = await trio.to_thread.run_sync(functools.partial(
-                replica.wanted_chunks, self.cloud.index, FETCH_BATCH, after=self.wants.cursor,
+                filelog.wanted_chunks, self.cloud.index, FETCH_BATCH, after=self.wants.cursor,
                 skip=self.wants.skip_for(live.peer_id), origin_share=FETCH_ORIGIN_SHARE))
             if ids:
                 self.wants.asked(live.peer_id, ids, cursor)
@@ -618,11 +618,11 @@ async def _main(home: Path, listen: str, passphrase: str | None,
         # Shared for the daemon's life: it writes the index (sync, fetched packs, uploads), so
         # gc answers busy while it runs; serve.lock marks the holder as a daemon.
         with HomeLock(store.home, exclusive=False, daemon=True):
-            replica.install(store.index)
+            syncstore.install(store.index)
             identity = await trio.to_thread.run_sync(Identity.load_or_create, store.home.root)
-            replica.use_identity(store.index, identity)
-            await trio.to_thread.run_sync(replica.upgrade, store.index)
-            await trio.to_thread.run_sync(replica.enable, store.index, identity.node_id)
+            synclog.use_identity(store.index, identity)
+            await trio.to_thread.run_sync(syncstore.upgrade, store.index)
+            await trio.to_thread.run_sync(syncstore.enable, store.index, identity.node_id)
             secrets = await trio.to_thread.run_sync(load_secrets, store.home, store.keys)
             async with BackendHub.running(store.config.backends, secrets) as hub:
                 cloud = Cloud(store, hub=hub)

@@ -70,8 +70,8 @@ class Engine(StoreParts):
     def __init__(self, store: Store, cloud: Cloud | None = None):
         self.store = store
         if store.index.repl_origin is not None:  # a node that never replicated skips loading it
-            from . import replica
-            replica.install(store.index)
+            from .syncstore import install
+            install(store.index)
         self.cloud = cloud if cloud is not None else Cloud(store)
 
     # ---- lifecycle ---------------------------------------------------------

@@ -14,7 +14,7 @@ from ..errors import IntegrityError
 from ..store import codec
 from ..store.packs import PackWriter
 from ..store.records import ChunkRecord, PackRecord
-from . import replica
+from .filelog import chunks_arrived, hinted_only, want_again
 
 if TYPE_CHECKING:
     from ..cloud.cloud import Cloud
@@ -35,8 +35,8 @@ def read_object(cloud: Cloud, cid: bytes) -> bytes | None:
     for blob, _ in cloud.remote_copies(r.pack_id, r.offset, r.stored_len):
         return blob
     # Known only from a location hint and no backend gave it: want it from peers instead
-    # (replica.want_again leaves chunks of packs this node sealed alone).
-    replica.want_again(cloud.index, [cid])
+    # (want_again leaves chunks of packs this node sealed alone).
+    want_again(cloud.index, [cid])
     return None
 
 
@@ -69,7 +69,7 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
             v = txn.get(cid, db=idx.db["wanted"])
             # not asked for, or here already (a record from a hint we could not read is replaced)
             if v is not None and (idx.get_chunk(cid, txn) is None
-                                  or replica.hinted_only(idx, txn, cid)):
+                                  or hinted_only(idx, txn, cid)):
                 lengths[cid] = int.from_bytes(v[:4], "little")
     good: list[tuple[bytes, bytes, int]] = []
     errors = []
@@ -99,7 +99,7 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
                                                              owner=cloud.config.node_tag))
         for e in sealed.entries:
             old = idx.get_chunk(e.chunk_id, txn)
-            if old is not None and not replica.hinted_only(idx, txn, e.chunk_id):
+            if old is not None and not hinted_only(idx, txn, e.chunk_id):
                 continue  # stored meanwhile (another batch, a put)
             idx.put_chunk(txn, e.chunk_id, ChunkRecord(sealed.pack_id, e.offset, e.stored_len,
                                                        e.plain_len, old.refcount if old else 0),
@@ -107,5 +107,5 @@ def store_objects(cloud: Cloud, objects: list[tuple[bytes, bytes]]) -> tuple[int
         if copies:
             for b in choose(list(cloud.backend_spaces().values()), sealed.size, copies):
                 idx.queue_upload(txn, sealed.pack_id, b)
-        replica.chunks_arrived(idx, txn, {c for c, _, _ in good})
+        chunks_arrived(idx, txn, {c for c, _, _ in good})
     return len(good), errors

@@ -1,12 +1,12 @@
 """Which wanted chunks to ask which peer for, so that fetching always progresses.
 
-The wanted chunks live in LMDB (`wanted`, see replica.py); this keeps, in memory, per
+The wanted chunks live in LMDB (`wanted`, see filelog.py); this keeps, in memory, per
 entry the attempts, when it was last asked and which connected peers said they lack
-it. Batches come from `replica.wanted_chunks`, which rotates through the table from a
+it. Batches come from `filelog.wanted_chunks`, which rotates through the table from a
 cursor, so chunks no peer has never hold back the ones behind them, and caps one
 origin's share of a batch. A chunk that every connected peer lacks backs off
 (exponentially, up to MAX_BACKOFF_S) and is handed back to the caller, which expires
-it when no node holds its file any more (`replica.expire_wanted`). A peer that
+it when no node holds its file any more (`filelog.expire_wanted`). A peer that
 connects makes every backed-off chunk eligible again.
 
 Not thread-safe: the daemon calls it from its trio loop only.

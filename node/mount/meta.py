@@ -17,6 +17,7 @@ import msgpack
 from mosaic.protocol.hlc import physical_ms
 from mosaic.protocol.names import decode_name_state
 
+from ..cluster.namelog import name_key
 from ..store.index import Index
 from ..store.tree import folder_exists
 
@@ -38,10 +39,7 @@ def has_name_times(index: Index, txn: lmdb.Transaction) -> bool:
 
 def name_time_ns(index: Index, txn: lmdb.Transaction, name: str) -> int | None:
     """When `name` was last written (ns), if replication keeps a record of it."""
-    raw = name.encode("utf-8")
-    if len(raw) > 511:
-        return None
-    v = txn.get(raw, db=index.db["namestate"])
+    v = txn.get(name_key(name), db=index.db["namestate"])
     if v is None:
         return None
     try:

@@ -93,7 +93,7 @@ class Index:
 
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
               "repairs", "events", "journal",
-              # replication (cluster/replica.py): empty until the node has had a peer
+              # replication (cluster/synclog.py, namelog.py, filelog.py): empty before a first peer
               "synclog", "syncvec", "namestate", "waiting", "wanted", "peers", "pins", "have",
               "wantedby", "namewait",
               # empty folders (store/tree.py), HTTP tokens (cluster/tokens.py), gc marks (cloud/gc.py)
@@ -120,7 +120,7 @@ class Index:
         self.names = NameStore(self.db["names"])
         self._pid_by_no: dict[int, bytes] = {}
         with self.read() as txn:
-            #: this node's ID once replication is enabled (cluster/replica.enable); None before
+            #: this node's ID once replication is enabled (cluster/syncstore.enable); None before
             self.repl_origin: bytes | None = txn.get(b"node_id", db=self.db["meta"])
         #: replication's hook (cluster layer); required once repl_origin is set
         self.change_log: ChangeLog | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import msgpack
 
 _ENTRY = struct.Struct("<32sI")
-U64 = struct.Struct("<Q")  # counters, times (also used by cluster/replica.py)
+U64 = struct.Struct("<Q")  # counters, times (also used by cluster/synclog.py)
 BE64 = struct.Struct(">Q")  # file and pack numbers as keys (sorted), event times
 FOREIGN = ""  # PackRecord.owner of a pack sealed by another node (known by import or hint)
 

@@ -76,7 +76,7 @@ def _decode_one(store: Store, cid: bytes, n: int, r: ChunkRecord, raw: bytes | m
         except IntegrityError as e:
             tried.append(str(e))
             store.note_bad_copy(r.pack_id, f"backend {where}", str(e))
-    if store.index.change_log is not None:  # peers may have it (cluster/replica.py); best effort
+    if store.index.change_log is not None:  # peers may have it (cluster/filelog.py); best effort
         with contextlib.suppress(MosaicError):
             store.index.change_log.want_again(store.index, [cid])
     if not tried:

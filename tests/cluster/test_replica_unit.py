@@ -1,4 +1,4 @@
-"""replica.py and wantq.py in process, on a real LMDB index (no daemons): the wanted queue
+"""Replication (syncstore.py, synclog.py, filelog.py) and wantq.py in process, on a real LMDB index (no daemons): the wanted queue
 rotates, backs off and expires; location hints are used only for the same backend; the
 store refuses what it cannot check; an old log is upgraded to signed entries."""
 
@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from mosaic import Node
-from mosaic.node.cluster import replica
+from mosaic.node.cluster import filelog, namelog, synclog, syncstore
 from mosaic.node.cluster.identity import Identity
 from mosaic.node.cluster.wantq import ASK_TIMEOUT_S, WantQueue
 from mosaic.node.store.home import BackendConfig, Home
@@ -32,8 +32,8 @@ from mosaic.protocol.signing import GENESIS, LogHead, sign_entry
 def node(tmp_path: Path):  # noqa: ANN201
     n = Node.init(tmp_path / "n", no_passphrase=True)
     ident = Identity.load_or_create(n.home.root)
-    replica.use_identity(n.index, ident)
-    replica.enable(n.index, ident.node_id)
+    synclog.use_identity(n.index, ident)
+    syncstore.enable(n.index, ident.node_id)
     yield n
     n.close()
 
@@ -61,12 +61,12 @@ def _manifest(n_chunks: int, prefix: bytes = b"", locs: tuple[str, ...] = ()) ->
 
 def test_refused_until_vouched_then_applied(node: Node, tmp_path: Path) -> None:
     peer = Peer(tmp_path / "p")
-    store = replica.LmdbSyncStore(node.index)
+    store = syncstore.LmdbSyncStore(node.index)
     page = [peer.entry(_manifest(2))]
     rej = store.apply(peer.id, page)
     assert rej is not None and rej.retry and store.summary().get(peer.id, 0) == 0
-    assert replica.vouch(node.index, peer.ident.cert_der)
-    assert not replica.vouch(node.index, peer.ident.cert_der)  # once
+    assert synclog.vouch(node.index, peer.ident.cert_der)
+    assert not synclog.vouch(node.index, peer.ident.cert_der)  # once
     assert store.apply(peer.id, page) is None and store.summary()[peer.id] == 1
     # what is kept is signed and relayed as it came
     assert store.entries_since(peer.id, 0, 10) == page
@@ -74,43 +74,43 @@ def test_refused_until_vouched_then_applied(node: Node, tmp_path: Path) -> None:
 
 def test_bad_signature_and_far_clock(node: Node, tmp_path: Path) -> None:
     peer = Peer(tmp_path / "p")
-    replica.vouch(node.index, peer.ident.cert_der)
-    store = replica.LmdbSyncStore(node.index)
+    synclog.vouch(node.index, peer.ident.cert_der)
+    store = syncstore.LmdbSyncStore(node.index)
     e1 = peer.entry(HaveRecord(os.urandom(32), True))
     rej = store.apply(peer.id, [e1._replace(sig=bytes(64))])
     assert rej is not None and "signature" in rej.reason and store.summary().get(peer.id, 0) == 0
     far = peer.entry(NameRecord("far.txt", None, Version(MAX_UINT, peer.id)))
     rej = store.apply(peer.id, [e1, far])
     assert rej is not None and rej.seq == 2 and store.summary()[peer.id] == 1
-    assert replica.name_state(node.index, "far.txt") is None  # not folded in
+    assert namelog.name_state(node.index, "far.txt") is None  # not folded in
     node.put(b"still writable", name="far.txt")  # the local clock is untouched
 
 
 def test_wanted_queue_rotates_caps_and_expires(node: Node, tmp_path: Path) -> None:
     p1, p2 = Peer(tmp_path / "p1"), Peer(tmp_path / "p2")
     for p in (p1, p2):
-        replica.vouch(node.index, p.ident.cert_der)
-    store = replica.LmdbSyncStore(node.index)
+        synclog.vouch(node.index, p.ident.cert_der)
+    store = syncstore.LmdbSyncStore(node.index)
     bogus = _manifest(30, prefix=b"\x00")  # sorts first
     real = _manifest(10, prefix=b"\xff")
     assert store.apply(p1.id, [p1.entry(bogus)]) is None
     assert store.apply(p2.id, [p2.entry(real), p2.entry(HaveRecord(real.file_id, True))]) is None
-    ids, cur = replica.wanted_chunks(node.index, 8, origin_share=4)
+    ids, cur = filelog.wanted_chunks(node.index, 8, origin_share=4)
     assert len(ids) == 8
-    first, _ = replica.wanted_chunks(node.index, 40, origin_share=4)
+    first, _ = filelog.wanted_chunks(node.index, 40, origin_share=4)
     assert sum(c[:1] == b"\xff" for c in first[:8]) == 4  # p2's share before p1 fills up
     seen: set[bytes] = set()
     after = b""
     for _ in range(6):  # the cursor goes round: every entry comes up, not just the first
-        ids, after = replica.wanted_chunks(node.index, 8, after=after)
+        ids, after = filelog.wanted_chunks(node.index, 8, after=after)
         seen |= set(ids)
     assert len(seen) == 40
     # p1's chunks: no node holds that file -> they expire; p2's file has a holder
-    gone = replica.expire_wanted(node.index, [c for c, _ in bogus.chunks + real.chunks])
-    assert gone == 30 and replica.wanted_count(node.index) == 10
+    gone = filelog.expire_wanted(node.index, [c for c, _ in bogus.chunks + real.chunks])
+    assert gone == 30 and filelog.wanted_count(node.index) == 10
     # a holder of the bogus file shows up: its chunks are wanted again
     assert store.apply(p1.id, [p1.entry(HaveRecord(bogus.file_id, True))]) is None
-    assert replica.wanted_count(node.index) == 40
+    assert filelog.wanted_count(node.index) == 40
 
 
 def test_want_queue_backs_off_only_when_every_peer_lacks() -> None:
@@ -140,30 +140,30 @@ def test_hints_only_for_the_same_backend(node: Node, tmp_path: Path) -> None:
     home.write_config(replace(cfg, backends=(
         BackendConfig("nas", "dir", {"path": str(tmp_path / "nas"), "backend_id": "ab" * 16}),)))
     peer = Peer(tmp_path / "p")
-    replica.vouch(node.index, peer.ident.cert_der)
-    store = replica.LmdbSyncStore(node.index)
+    synclog.vouch(node.index, peer.ident.cert_der)
+    store = syncstore.LmdbSyncStore(node.index)
     same = _manifest(2, locs=("ab" * 16,))
     other = _manifest(2, locs=("cd" * 16,))
     assert store.apply(peer.id, [peer.entry(same), peer.entry(other)]) is None
     for c, _ in same.chunks:
         r = node.index.get_chunk(c)
         assert r is not None and node.index.get_pack(r.pack_id).locations == ("nas",)
-    wanted = set(replica.wanted_chunks(node.index, 100)[0])
+    wanted = set(filelog.wanted_chunks(node.index, 100)[0])
     assert wanted == {c for c, _ in other.chunks}  # a backend we do not have: from peers
     # a hinted chunk whose read failed is wanted from peers instead
-    assert replica.want_again(node.index, [same.chunks[0][0]]) == 1
-    assert replica.want_again(node.index, [same.chunks[0][0]]) == 0  # once
-    assert same.chunks[0][0] in set(replica.wanted_chunks(node.index, 100)[0])
+    assert filelog.want_again(node.index, [same.chunks[0][0]]) == 1
+    assert filelog.want_again(node.index, [same.chunks[0][0]]) == 0  # once
+    assert same.chunks[0][0] in set(filelog.wanted_chunks(node.index, 100)[0])
     with node.index.read() as txn:
-        assert replica.hinted_only(node.index, txn, same.chunks[1][0])
+        assert filelog.hinted_only(node.index, txn, same.chunks[1][0])
 
 
 def test_upgrade_signs_an_old_log(tmp_path: Path) -> None:
     n = Node.init(tmp_path / "old", no_passphrase=True)
     try:
         ident = Identity.load_or_create(n.home.root)
-        replica.use_identity(n.index, ident)
-        replica.enable(n.index, ident.node_id)
+        synclog.use_identity(n.index, ident)
+        syncstore.enable(n.index, ident.node_id)
         n.put(b"one", name="a/one.txt")
         other = os.urandom(32)
         idx = n.index
@@ -181,13 +181,13 @@ def test_upgrade_signs_an_old_log(tmp_path: Path) -> None:
             for k, v in states:
                 txn.delete(k, db=idx.db["namestate"])
                 txn.put(b"a/one.txt", v, db=idx.db["namestate"])
-        assert replica.upgrade(idx)
-        assert not replica.upgrade(idx)
-        store = replica.LmdbSyncStore(idx)
+        assert syncstore.upgrade(idx)
+        assert not syncstore.upgrade(idx)
+        store = syncstore.LmdbSyncStore(idx)
         assert other not in store.summary()
         mine = store.entries_since(ident.node_id, 0, 100)
         assert mine and all(len(e.sig) == 64 for e in mine)
-        assert replica.name_state(idx, "a/one.txt") is not None
+        assert namelog.name_state(idx, "a/one.txt") is not None
         n.put(b"two", name="a/one.txt")  # writes go on, signed on the new chain
         assert len(store.entries_since(ident.node_id, 0, 100)) > len(mine)
     finally:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mosaic import Node
-from mosaic.node.cluster import replica
+from mosaic.node.cluster import namelog
 from mosaic.node.cluster.identity import Identity
+from mosaic.node.cluster.syncstore import enable
 from mosaic.protocol.hlc import make
 from mosaic.protocol.names import conflict_base
 from mosaic.protocol.records import NameRecord, Version
@@ -22,7 +23,7 @@ PEER = b"\x0b" * 32
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
     with Node.init(tmp_path / "a", no_passphrase=True) as n:
-        replica.enable(n.index, Identity.load_or_create(n.home.root).node_id)
+        enable(n.index, Identity.load_or_create(n.home.root).node_id)
         yield n
 
 
@@ -32,7 +33,7 @@ def _conflict(node: Node) -> tuple[str, bytes, bytes]:
     theirs = node.put(b"theirs").file_id
     rec = NameRecord("n", theirs, Version(make(int(time.time() * 1000) + 5000), PEER))
     with node.index.write() as txn:
-        replica._merge(node.index, txn, replica._state(node.index, txn, "n"), rec)
+        namelog.merge(node.index, txn, namelog.name_state(node.index, "n", txn), rec)
     names = {e.name: e.file_id for e in node.ls()}
     (c,) = [n for n in names if n != "n"]
     assert conflict_base(c) == "n" and names == {"n": theirs, c: mine}
@@ -43,9 +44,9 @@ def test_rm_of_a_conflict_copy_removes_it(node: Node) -> None:
     c, mine, theirs = _conflict(node)
     assert node.rm(c) == [c]
     assert {e.name: e.file_id for e in node.ls()} == {"n": theirs}
-    state = replica._state(node.index, node.index.read(), "n")
+    state = namelog.name_state(node.index, "n")
     assert state is not None and len(state.heads) == 1 and state.file_id == theirs
-    assert replica._state(node.index, node.index.read(), c) is None  # no stray record
+    assert namelog.name_state(node.index, c) is None  # no stray record
     assert not node.exists(mine.hex())  # its last name is gone: the file goes, as after any rm
 
 

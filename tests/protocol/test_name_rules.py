@@ -30,7 +30,7 @@ CONTROLS = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))]
 
 
 def _keys_for(name: str) -> list[bytes]:
-    """Every LMDB key the node builds from a name (node/cluster/replica.py, namestore.py)."""
+    """Every LMDB key the node builds from a name (node/cluster/namelog.py, namestore.py)."""
     raw = name.encode("utf-8")
     rec = NameRecord(name, FILE_ID, Version(1 << 62, ORIGIN))
     conflict = conflict_name(rec).encode("utf-8")
