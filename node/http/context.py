@@ -10,7 +10,8 @@ Fields of `Ctx` (a frozen dataclass, built once per app by `service.py` or a tes
 - `daemon`   the `Daemon` (node/cluster/daemon.py) or None in a bare engine test: `identity`
              (node ID), `live` (connected peers), `peers` (the peers table), `db_lock`.
 - `tokens`   the `TokenStore` (node/cluster/tokens.py): `check(token) -> TokenInfo | None`.
-- `uploads`  the tus upload manager (node/http/tus.py), for the UI's upload list.
+- `uploads`  the tus uploads as stored (node/http/uploads.py `Uploads`), for the UI's
+             upload list.
 - `batcher`  group commit of small PUTs (node/http/batch.py): `await ctx.batcher.put(ctx,
              data, name)` stores bytes under a name and returns the PUT's JSON document.
 - `secure`   True when served over TLS (cookies get `Secure`).
@@ -35,6 +36,7 @@ from ..cluster.engine import Engine
 from ..cluster.events import EventBus
 from ..cluster.tokens import TokenStore
 from .auth import FailureLimiter, Sessions
+from .uploads import Uploads
 
 if TYPE_CHECKING:
     from ..cluster.daemon import Daemon
@@ -58,7 +60,7 @@ class Ctx:
     db_lock: trio.Lock = field(default_factory=trio.Lock)
     sessions: Sessions = field(default_factory=Sessions)
     limiter_auth: FailureLimiter = field(default_factory=FailureLimiter)
-    uploads: Any = None  # tus.Uploads (not imported here: tus builds on this module)
+    uploads: Uploads | None = None
     batcher: Any = None  # batch.PutBatcher: small PUTs share put sessions
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

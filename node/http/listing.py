@@ -5,7 +5,7 @@ Blocking functions (run them through `ctx.run`); one read transaction per page.
 
 from __future__ import annotations
 
-from ..cluster import replica
+from ..cluster import filelog
 from ..cluster.engine import Engine
 from ..cluster.identity import format_node_id
 from ..store.records import PackRecord
@@ -83,4 +83,4 @@ def holders(engine: Engine, fid: bytes) -> dict[str, bool]:
     """{node ID: complete} of the nodes known to hold a file ({} before replication)."""
     if engine.index.repl_origin is None:
         return {}
-    return {format_node_id(k): v for k, v in replica.holders(engine.index, fid).items()}
+    return {format_node_id(k): v for k, v in filelog.holders(engine.index, fid).items()}

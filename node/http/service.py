@@ -25,7 +25,8 @@ from . import wire
 from .app import build_app
 from .batch import PutBatcher
 from .context import Ctx
-from .tus import EXPIRE_S, Uploads, reap, uploads_dir
+from .tus import reap
+from .uploads import EXPIRE_S, Uploads, uploads_dir
 
 log = logging.getLogger("mosaic.http")
 
