@@ -271,7 +271,7 @@ def test_requests_the_server_refuses_itself_get_problem_documents(server: Server
                         ("GET /" + "a" * 300_000 + " HTTP/1.1\r\nHost: x\r\n\r\n", 431)):
         got = raw(server.port, req.encode())
         head_part, _, body = got.partition(b"\r\n\r\n")
-        assert head_part.startswith(f"HTTP/1.1 {status}".encode()), got[:200]
+        assert head_part.startswith(f"HTTP/1.1 {status}".encode()), (req[:60], got[:300])
         assert b"application/problem+json" in head_part and b"content-security-policy" in head_part
         assert json.loads(body)["status"] == status
     with server.client("writer") as c:
