@@ -201,11 +201,13 @@ class Identity:
         key_path, cert_path = root / KEY_FILE, root / CERT_FILE
 
         key_pem = _read(key_path)
-        if key_pem is None:
-            if cert_path.exists():
+        if key_pem is None and cert_path.exists():
+            key_pem = _read(key_path)  # a concurrent first start may have made both meanwhile
+            if key_pem is None:
                 raise IdentityError(
                     f"{key_path} is missing but {cert_path} exists: the node's identity is "
                     f"lost; move {cert_path.name} away to create a new one")
+        if key_pem is None:
             new = Ed25519PrivateKey.generate()
             pem = new.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
