@@ -24,16 +24,22 @@ def _clean(run: Run, home: Path) -> None:
     assert ": ok" in _ok(run, home, "check")
 
 
-def test_get_from_unreachable_backend_names_it_in_one_line(run: Run, tmp_path: Path) -> None:
-    """The only copy is on a dir backend whose folder is gone: one error line naming the
-    backend and why, exit 5; once the folder is back the file reads byte-identical."""
-    home, be = tmp_path / "a", tmp_path / "nas"
+def _only_on_backend(run: Run, tmp_path: Path, backend: str) -> tuple[Path, Path, bytes]:
+    """(home, backend folder, data): a node whose one file "f" is only on a dir backend."""
+    home, be = tmp_path / "a", tmp_path / backend
     _ok(run, home, "init", "--no-passphrase", *SMALL)
-    _ok(run, home, "backend", "add", "dir", "nas", be)
+    _ok(run, home, "backend", "add", "dir", backend, be)
     data = os.urandom(200_000)
     (tmp_path / "f").write_bytes(data)
     _ok(run, home, "put", tmp_path / "f", "--name", "f")
     _ok(run, home, "cache", "trim", "--to", "0")
+    return home, be, data
+
+
+def test_get_from_unreachable_backend_names_it_in_one_line(run: Run, tmp_path: Path) -> None:
+    """The only copy is on a dir backend whose folder is gone: one error line naming the
+    backend and why, exit 5; once the folder is back the file reads byte-identical."""
+    home, be, data = _only_on_backend(run, tmp_path, "nas")
     be.rename(tmp_path / "away")
     rc, out, err = run(home, "get", "f", tmp_path / "o")
     assert rc == 5
@@ -101,13 +107,7 @@ def test_warm_on_a_full_disk_is_one_error_line(run: Run, tmp_path: Path,
     error out of the fetch's task group; the files stay readable and `check` clean."""
     from mosaic.node.errors import StorageError
     from mosaic.node.store.packs import LocalPacks
-    home, be = tmp_path / "a", tmp_path / "be"
-    _ok(run, home, "init", "--no-passphrase", *SMALL)
-    _ok(run, home, "backend", "add", "dir", "be", be)
-    data = os.urandom(200_000)
-    (tmp_path / "f").write_bytes(data)
-    _ok(run, home, "put", tmp_path / "f", "--name", "f")
-    _ok(run, home, "cache", "trim", "--to", "0")
+    home, be, data = _only_on_backend(run, tmp_path, "be")
     real = LocalPacks.write
 
     def full(self: LocalPacks, pid: bytes, blob: bytes) -> None:
