@@ -82,7 +82,10 @@ class Guard:
 
         try:
             hdrs = scope.get("headers", [])
-            size = sum(len(k) + len(v) + 4 for k, v in hdrs)
+            # the request line counts too: whether h11 refuses a long one itself depends on
+            # how much of it arrived in one read, so the app must refuse it the same way
+            size = sum(len(k) + len(v) + 4 for k, v in hdrs) + len(scope.get("raw_path", b"")) \
+                + len(scope.get("query_string", b""))
             if size > MAX_HEADER_BYTES or len(hdrs) > MAX_HEADERS:
                 raise Problem(431, f"the request's header section is too large (at most "
                                    f"{MAX_HEADER_BYTES} bytes, {MAX_HEADERS} fields)")
