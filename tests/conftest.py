@@ -13,6 +13,9 @@ What keeps the suite fast without testing less:
   runs it. Key files record their own KDF parameters, so either kind opens anywhere.
 - Hypothesis profiles: "dev" (the default: fewer examples) and "ci" (more examples,
   derandomized so a CI run is reproducible), chosen with HYPOTHESIS_PROFILE (or CI=true).
+- One-shot CLI runs fork from a server that imported the CLI once (tests/cli_forkserver.py;
+  each run is still its own process with its own descriptors, folder and environment);
+  runs that need a `preexec_fn` are started as plain subprocesses, as are daemons.
 - CLI children reuse their bytecode (see `_isolated_mosaic_env`), and `node_cli` copies
   one home `mosaic init` made for the session instead of running init per test.
 - Long end-to-end tests are marked `slow`: `just test-fast` (-m "not slow") leaves them out.
@@ -20,11 +23,13 @@ What keeps the suite fast without testing less:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,8 @@ from hypothesis import settings
 
 from mosaic.node.store import keys as _keys
 
+from . import cli_forkserver as _forkserver
+
 PASSPHRASE = "correct horse battery staple (mosaic tests)"
 SMALL_CHUNKS = ("--chunk-min", "1KiB", "--chunk-avg", "4KiB", "--chunk-max", "16KiB")
 CLI_TIMEOUT = 120
@@ -42,6 +49,12 @@ CLI_TIMEOUT = 120
 #: the command that starts the CLI in a test's subprocess: `mosaic` with the weak test KDF
 WEAK_KDF_CLI = Path(__file__).resolve().with_name("weak_kdf_cli.py")
 MOSAIC_CMD = (sys.executable, str(WEAK_KDF_CLI))
+#: one-shot CLI runs fork from a server that imported the CLI once (tests/cli_forkserver.py);
+#: MOSAIC_TEST_EXEC=1 starts each run with a plain subprocess instead
+_FORKS = None if os.environ.get("MOSAIC_TEST_EXEC") == "1" else _forkserver.Client(
+    Path(tempfile.mkdtemp(prefix="mosaic-fork-")))
+if _FORKS is not None:
+    atexit.register(_FORKS.close)
 #: the real Argon2id cost (what `mosaic` itself seals with) and the tests' weak one
 REAL_KDF = (_keys.KDF_OPSLIMIT, _keys.KDF_MEMLIMIT)
 WEAK_KDF = (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
@@ -151,6 +164,11 @@ def run_mosaic(args: Sequence[str | os.PathLike], *, input: bytes | None = None,
                timeout: float = CLI_TIMEOUT, preexec_fn=None) -> Result:  # noqa: ANN001
     """Run the CLI (`mosaic ARGS`, with the tests' weak KDF) and capture everything."""
     argv = [str(a) for a in args]
+    if preexec_fn is None and _FORKS is not None:
+        rc, out, err = _FORKS.run(argv, input=input, env=env or mosaic_env(),
+                                  cwd=os.fspath(cwd) if cwd is not None else os.getcwd(),
+                                  timeout=timeout)
+        return Result(argv, rc, out, err.decode("utf-8", "replace"))
     p = subprocess.run([*MOSAIC_CMD, *argv], input=input,
                        stdin=None if input is not None else subprocess.DEVNULL,
                        capture_output=True, env=env or mosaic_env(), cwd=cwd, timeout=timeout,
