@@ -222,14 +222,20 @@ class S3Backend(Backend):
             return TransientError(f"{where}: {type(exc).__name__}: {scrub(str(exc))[:200]}")
         return PermanentError(f"{where}: {type(exc).__name__}")
 
-    async def _call(self, op: str, key: str, fn: Callable[[Any], T]) -> T:
-        """Run `fn(client)` in a worker thread and map its errors."""
+    async def _call(self, op: str, key: str, fn: Callable[[Any], T], *,
+                    read_only: bool = False) -> T:
+        """Run `fn(client)` in a worker thread and map its errors.
+
+        A read-only request is abandoned when its caller is cancelled (a reader that
+        gave up on a hung service moves on; the thread ends on its own, its answer
+        unused). A write is always waited for: its outcome decides what is stored."""
 
         def run() -> T:
             return fn(self._get_client())
 
         try:
-            return await trio.to_thread.run_sync(run, limiter=self._limiter)
+            return await trio.to_thread.run_sync(run, limiter=self._limiter,
+                                                 abandon_on_cancel=read_only)
         except BackendError:
             raise
         except Exception as e:
@@ -282,13 +288,13 @@ class S3Backend(Backend):
                 data = data[:length]
             return data
 
-        return await self._call("get", key, run)
+        return await self._call("get", key, run, read_only=True)
 
     async def stat(self, name: str) -> ObjectInfo:
         """HeadObject."""
         key = self._key(name)
         resp = await self._call(
-            "stat", key, lambda c: c.head_object(Bucket=self.bucket, Key=key)
+            "stat", key, lambda c: c.head_object(Bucket=self.bucket, Key=key), read_only=True
         )
         return ObjectInfo(name, int(resp["ContentLength"]))
 
@@ -322,7 +328,7 @@ class S3Backend(Backend):
                         out.append(ObjectInfo(n, int(obj["Size"])))
             return out
 
-        found = await self._call("list", full, run)
+        found = await self._call("list", full, run, read_only=True)
         found.sort(key=lambda o: o.name)
         return found
 

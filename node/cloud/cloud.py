@@ -107,11 +107,13 @@ class Cloud(StoreParts):
         names = list(hub.backends) if probing else list(rec.locations)
         failures: list[str] = []
         yielded = False
-        for b in sorted(names, key=hub.latency):
-            if b not in hub.backends or (skip and b in skip):
-                continue
+        order = [b for b in sorted(names, key=hub.latency)
+                 if b in hub.backends and not (skip and b in skip)]
+        for i, b in enumerate(order):
+            # a backend that hangs is given up on while another copy is left to try
+            stall = hub.stall_limit(b, length) if i < len(order) - 1 else None
             try:
-                blob = hub.get_range(b, pid, offset, length)
+                blob = hub.get_range(b, pid, offset, length, stall)
             except NotFound as e:
                 if not probing:
                     self.store.note_bad_copy(pid, f"backend {b}", f"missing ({e})")

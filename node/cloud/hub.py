@@ -51,6 +51,12 @@ from .objects import UNKNOWN_SIZE_LIMIT, CorruptCopy, pack_object_name  # noqa: 
 
 T = TypeVar("T")
 FAILURE_PENALTY_S = 30.0  # a failed read ranks its backend behind every working one
+# A range read that has another copy to fall back on gives up on a backend that has not
+# answered within STALL_BASE_S + 4 x its usual latency (at most 1 s of it) + the range at
+# STALL_MIN_RATE: a hung service (accepting connections, never answering) then costs a
+# reader seconds, not the read timeouts and retries of every request (about 13 s on S3).
+STALL_BASE_S = 2.0
+STALL_MIN_RATE = 1 << 20  # bytes a second
 CLOSE_TIMEOUT_S = 10.0
 THREAD_NAME = "mosaic-backends"  # also the OS thread name (/proc/PID/task/TID/comm)
 READ_PIECE = 16 << 20  # a whole object is read (and hashed) in ranged pieces of about this size
@@ -481,16 +487,34 @@ class BackendHub:
         old = self._latency.get(backend)
         self._latency[backend] = seconds if old is None else 0.8 * old + 0.2 * seconds
 
-    def get_range(self, backend: str, pid: bytes, offset: int, length: int) -> bytes:
-        """A byte range of a pack on one backend (a failure counts as a very slow read)."""
+    def stall_limit(self, backend: str, length: int) -> float:
+        """Seconds to wait for a range read of `length` bytes before trying another copy."""
+        return STALL_BASE_S + 4 * min(self.latency(backend), 1.0) + length / STALL_MIN_RATE
+
+    def get_range(self, backend: str, pid: bytes, offset: int, length: int,
+                  stall_after: float | None = None) -> bytes:
+        """A byte range of a pack on one backend (a failure counts as a very slow read).
+
+        With `stall_after`, a read with no answer by then raises TransientError (the caller
+        has another copy to try)."""
         t = time.monotonic()
         try:
-            data = self.run(self.backends[backend].get, pack_object_name(pid), offset, length)
+            data = self.run(self._get_range, backend, pid, offset, length, stall_after)
         except BaseException:
             self._observe(backend, max(FAILURE_PENALTY_S, time.monotonic() - t))
             raise
         self._observe(backend, time.monotonic() - t)
         return data
+
+    async def _get_range(self, backend: str, pid: bytes, offset: int, length: int,
+                         stall_after: float | None) -> bytes:
+        get = self.backends[backend].get
+        if stall_after is None:
+            return await get(pack_object_name(pid), offset, length)
+        with trio.move_on_after(stall_after):
+            return await get(pack_object_name(pid), offset, length)
+        raise TransientError(f"backend {backend}: no answer within {stall_after:.1f} s "
+                             "(another copy is tried)")
 
     def get_object(self, backend: str, name: str, expected_size: int) -> bytes:
         """A whole object whose size the index expects (<= 0: unknown, see `_read_whole`).

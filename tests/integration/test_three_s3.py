@@ -22,8 +22,10 @@ from .conftest import Node, S3Server, assert_same_tree, make_tree
 
 pytestmark = pytest.mark.slow  # long end-to-end: `just test-fast` leaves it out
 
-#: a `get` of the whole tree with one endpoint frozen must finish within this
-FROZEN_GET_BUDGET = 20.0
+#: a `get` of the whole tree with one endpoint frozen must finish within this (it takes ~3.5 s:
+#: reads that have another copy give up on a silent backend after a few seconds; without
+#: that, each waited out S3's read timeout twice, ~13 s)
+FROZEN_GET_BUDGET = 10.0
 
 
 def _pack_key(pid: str) -> str:
@@ -91,7 +93,7 @@ def test_every_file_survives_any_one_frozen_endpoint(node: Node, s3_servers, tmp
     assert not slow, (
         f"`mosaic get -r` did not finish within {FROZEN_GET_BUDGET:.0f} s while endpoint(s) "
         f"{', '.join(slow)} were frozen: a hung endpoint stalls every read of a pack it holds "
-        "(~300 s: 60 s read timeout x 5 tries) instead of failing over to the other copy")
+        "(S3's 6 s read timeout, twice) instead of giving up on it after a few seconds")
 
 
 def test_scrub_finds_and_repair_fixes_damaged_copies(node: Node, s3_servers, tmp_path: Path) -> None:  # noqa: ANN001
