@@ -59,16 +59,16 @@ def _run_cli(req: dict, fds: list[int], keep: set[int]) -> None:
     """In the run's process: take its descriptors, folder, environment and argv; run the CLI.
 
     Never returns: exits as a `mosaic` process would (see _exit_like_the_interpreter)."""
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-    for fd in {*fds, *keep} - {0, 1, 2}:
-        os.close(fd)
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
-    sys.argv = [str(WEAK_KDF_CLI), *req["argv"]]
-    from mosaic.node.cli.main import main
     try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in {*fds, *keep} - {0, 1, 2}:
+            os.close(fd)
+        os.chdir(req["cwd"])  # a missing folder: a traceback and exit 1, as an uncaught error
+        os.environ.clear()
+        os.environ.update(req["env"])
+        sys.argv = [str(WEAK_KDF_CLI), *req["argv"]]
+        from mosaic.node.cli.main import main
         code = main()
     except SystemExit as e:
         code = e.code
@@ -145,7 +145,10 @@ def serve(path: str) -> None:
             continue
         conn.settimeout(None)
         if os.fork() == 0:
-            _wait_for_run(conn, listener)  # never returns
+            try:
+                _wait_for_run(conn, listener)  # raises only if its caller went away
+            finally:
+                os._exit(0)  # a waiter never goes back to serving
         conn.close()
 
 
