@@ -96,7 +96,7 @@ def _check_backend(kind: str, name: str, opts: dict, secrets: dict, key_id: str,
     from mosaic.backends import open_backend
     from mosaic.backends.errors import BackendError
 
-    from ..cloud.hub import claim_backend
+    from ..cloud.markers import claim_backend
 
     async def probe() -> tuple[str, bool]:
         with trio.fail_after(60):

@@ -20,9 +20,9 @@ import trio
 from mosaic import Node
 from mosaic.backends.dir import DirBackend
 from mosaic.backends.errors import NotFound, TransientError
-from mosaic.node.cloud.hub import (
+from mosaic.node.cloud.hub import BackendHub
+from mosaic.node.cloud.markers import (
     MARKER_NAME,
-    BackendHub,
     BackendUnreachable,
     IdentityChecked,
     claim_backend,
