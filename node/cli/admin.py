@@ -222,7 +222,7 @@ def cmd_repair(args: argparse.Namespace, out: Output) -> int:
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     """mosaic recover --from NAME [--list] [--node TAG] [--accept-gaps]: rebuild this (empty)
     node's index from a node's index copy on a backend."""
-    from ..cloud.indexlog import list_copies, recover
+    from ..cloud.indexrecover import list_copies, recover
     if not any(b.name == args.source for b in home_of(args).read_config().backends):
         raise NotFoundError(f"no backend named {args.source} (add it first with `mosaic backend add`)")
     with open_node(args) as node:

@@ -31,7 +31,8 @@ import msgpack
 from mosaic.backends.errors import BackendError
 
 from ..errors import IntegrityError, MosaicError
-from .indexlog import Chain, copies_on, published_epoch, read_chain, save
+from .indexlog import published_epoch, save
+from .indexrecover import Chain, copies_on, read_chain
 from .objects import pack_object_name
 from .registry import (
     MARKS,

@@ -34,10 +34,8 @@ as it is when the log is written. A backend gets a snapshot instead when it has
 no copy of ours yet, when its logs since the last snapshot would outgrow
 LOG_SHARE of that snapshot (at least LOG_FLOOR bytes) or number MAX_LOGS, and on
 `compact`; once the snapshot is stored there, that backend's older objects are
-deleted. `recover` rebuilds an empty node from one node's newest snapshot plus
-every later log (`list_copies` shows whose copies a backend holds), and refuses
-a copy with a log missing, out of order or not decrypting in between unless told
-to accept the gap. The rebuilt node takes the old node's tag (so its ownership).
+deleted. Reading a copy back (`recover`, `list_copies`, gc's view of other nodes'
+copies) is in indexrecover.py.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -55,17 +53,14 @@ import zstandard
 
 from mosaic.backends.errors import BackendError
 
-from ..errors import IntegrityError, NotFoundError, StorageError, UsageError
+from ..errors import IntegrityError, StorageError
 from ..store import envelope
 from ..store.home import BackendConfig
 from ..store.records import (
-    ChunkRecord,
-    Manifest,
     PackRecord,
-    decode_chunk_table,
     encode_chunk_table,
 )
-from .registry import forget_registration, read_epoch, register
+from .registry import read_epoch, register
 
 if TYPE_CHECKING:
     from .cloud import Cloud
@@ -79,20 +74,20 @@ LOG_FLOOR = 32 << 10
 #: ... or number this many
 MAX_LOGS = 256
 _STATE = b"index_copy:"  # meta: + backend name -> what this node knows of that backend's copy
-_FLOOR = b"index_copy_floor"  # meta: the highest seq seen by `recover`; new copies number after it
-_RECOVERING = b"recover:tag"  # gcmarks: the tag a recovered node is taking (until it has)
+FLOOR_KEY = b"index_copy_floor"  # meta: the highest seq seen by `recover`; new copies number after it
 _EPOCH = b"published_epoch:"  # gcmarks: + backend name -> the gc epoch its newest object carries
-_OLD_TAG = b"recover:old"  # gcmarks: the tag it had (its empty copy is removed from backends)
 log = logging.getLogger("mosaic")
 _AAD = b"mosaic-index-copy v1 "
 
 
-def _seal(key: bytes, name: str, doc: dict) -> bytes:
+def seal_copy(key: bytes, name: str, doc: dict) -> bytes:
+    """One object of an index copy: msgpack, zstd, sealed with `name` as associated data."""
     plain = zstandard.ZstdCompressor(level=3).compress(msgpack.packb(doc, use_bin_type=True))
     return envelope.seal(key, plain, _AAD + name.encode(), bytes((FORMAT,)))
 
 
-def _open(key: bytes, name: str, blob: bytes) -> dict:
+def open_copy(key: bytes, name: str, blob: bytes) -> dict:
+    """The document of an index-copy object; IntegrityError if it is not one, or not `name`."""
     if len(blob) < 1 + envelope.OVERHEAD or blob[0] != FORMAT:
         raise IntegrityError(f"index copy {name} has an unknown format")
     plain = envelope.open(key, memoryview(blob)[1:], _AAD + name.encode(), f"index copy {name}")
@@ -106,15 +101,17 @@ def _open(key: bytes, name: str, blob: bytes) -> dict:
     return doc
 
 
-def _prefix(cloud: Cloud) -> str:
+def copy_prefix(cloud: Cloud) -> str:
+    """Where this node's index copy lives on a backend."""
     return f"index/{cloud.config.node_tag}/"
 
 
 def _object(cloud: Cloud, kind: str, seq: int) -> str:
-    return f"{_prefix(cloud)}{kind}-{seq:016x}"
+    return f"{copy_prefix(cloud)}{kind}-{seq:016x}"
 
 
-def _seq_of(name: str) -> int:
+def seq_of(name: str) -> int:
+    """The sequence number in an index-copy object's name (-1 if it has none)."""
     try:
         return int(name.rsplit("-", 1)[1], 16)
     except (IndexError, ValueError):
@@ -160,7 +157,8 @@ def _states(cloud: Cloud, txn: object) -> dict[str, _State]:
     return out
 
 
-def _forget_states(cloud: Cloud, txn: object, keep: set[str]) -> None:
+def forget_states(cloud: Cloud, txn: object, keep: set[str]) -> None:
+    """Drop what this node knows of the copy on every backend not in `keep`."""
     db = cloud.index.db["meta"]
     cur = txn.cursor(db=db)  # type: ignore[attr-defined]
     stale = []
@@ -275,7 +273,7 @@ def save(cloud: Cloud, compact: bool = False, publish: bool = False) -> None:
         if on:  # nothing to keep copies on: stop journaling
             with idx.write() as txn:
                 idx.set_journal(txn, False)
-                _forget_states(cloud, txn, set())
+                forget_states(cloud, txn, set())
         return
     hub = cloud.hub
     assert hub is not None
@@ -288,7 +286,7 @@ def save(cloud: Cloud, compact: bool = False, publish: bool = False) -> None:
         with idx.read() as rtxn:
             # with the journal just started, no copy can be continued by a log
             states = _states(cloud, rtxn) if on else {}
-            v = rtxn.get(_FLOOR, db=idx.db["meta"])
+            v = rtxn.get(FLOOR_KEY, db=idx.db["meta"])
             floor = int(v) if v else 0
         errors: list[str] = []
         targets = []
@@ -340,7 +338,7 @@ def save(cloud: Cloud, compact: bool = False, publish: bool = False) -> None:
                 txn.put(_STATE + p.backend.encode(), st.pack(), db=idx.db["meta"])
                 txn.put(_EPOCH + p.backend.encode(), str(epochs.get(p.backend, 0)).encode(),
                         db=idx.db["gcmarks"])
-            _forget_states(cloud, txn, {b.name for b in cloud.config.backends})
+            forget_states(cloud, txn, {b.name for b in cloud.config.backends})
             # changes every copy has heard are forgotten (a backend without a copy gets a snapshot)
             idx.trim_journal(txn, min((st.acked for st in states.values()), default=jseq))
         for p in done:
@@ -382,7 +380,7 @@ def _plan(cloud: Cloud, targets: list[str], states: dict[str, _State], first: di
                 if st.acked not in logs:
                     logs[st.acked] = _log_doc(cloud, txn, st.acked)
                 name = _object(cloud, "log", seq)
-                blob = _seal(key, name, {**logs[st.acked], "seq": seq, "base": st.snap,
+                blob = seal_copy(key, name, {**logs[st.acked], "seq": seq, "base": st.snap,
                                          "prev": seq - 1, "time": now, "gc_epoch": epoch})
                 if st.log_bytes + len(blob) <= max(LOG_SHARE * st.snap_bytes, LOG_FLOOR):
                     plans.append(_Plan(b, seq, kind, name, blob, st))
@@ -391,7 +389,7 @@ def _plan(cloud: Cloud, targets: list[str], states: dict[str, _State], first: di
             if snap is None:
                 snap = _snapshot_doc(cloud, txn)
             name = _object(cloud, "snap", seq)
-            plans.append(_Plan(b, seq, kind, name, _seal(key, name, {**snap, "seq": seq, "time": now,
+            plans.append(_Plan(b, seq, kind, name, seal_copy(key, name, {**snap, "seq": seq, "time": now,
                                                                       "gc_epoch": epoch}), st))
     return plans, jseq
 
@@ -401,7 +399,7 @@ def _newest_seq(cloud: Cloud, backend: str) -> int:
     hub = cloud.hub
     assert hub is not None
     objs = hub.run(hub.backends[backend].list, "index/")
-    return max((_seq_of(o.name) for o in objs if o.name.count("/") == 2), default=0)
+    return max((seq_of(o.name) for o in objs if o.name.count("/") == 2), default=0)
 
 
 def _drop_superseded(cloud: Cloud, backend: str, seq: int) -> None:
@@ -410,8 +408,8 @@ def _drop_superseded(cloud: Cloud, backend: str, seq: int) -> None:
     assert hub is not None
     b = hub.backends[backend]
     try:
-        for o in hub.run(b.list, _prefix(cloud)):
-            s = _seq_of(o.name)
+        for o in hub.run(b.list, copy_prefix(cloud)):
+            s = seq_of(o.name)
             if s < seq or (s == seq and "/log-" in o.name):
                 hub.run(b.delete, o.name)
     except BackendError as e:  # left for the next snapshot to delete
@@ -439,283 +437,3 @@ def published_epoch(cloud: Cloud, backend: str) -> int:
 def publish(cloud: Cloud) -> None:
     """Store a new object of this node's index copy on every backend, changed or not."""
     save(cloud, publish=True)
-
-
-# ---- reading a node's copy ----------------------------------------------------
-@dataclass
-class Chain:
-    """A node's index copy on one backend, read from its newest readable snapshot on.
-
-    `seq` and `time` are those of the last object applied; `gap` says why the chain
-    stops early (a log missing, out of order or unreadable), None if it is whole;
-    `skipped` names objects that did not decrypt (each also logged as a warning)."""
-
-    tag: str
-    objects: list[str]
-    seq: int
-    time: int
-    packs: dict[bytes, list]
-    chunks: dict[bytes, list]
-    manifests: dict[bytes, list]
-    names: dict[str, bytes | None]
-    gap: str | None
-    skipped: list[str]
-    epoch: int = -1  # the gc epoch its last object applied carries (-1: none)
-
-    def pack_refs(self) -> set[bytes]:
-        """Every pack this state knows: pack records and the packs chunk records point at."""
-        return set(self.packs) | {c[1] for c in self.chunks.values()}
-
-    def live_names(self) -> int:
-        """Names that lead to a file of this state."""
-        return sum(1 for f in self.names.values() if f is not None and f in self.manifests)
-
-
-def copies_on(objs: list) -> dict[str, list[str]]:
-    """Per node tag, the names of its index copy objects in a listing of `index/`."""
-    by_tag: dict[str, list[str]] = {}
-    for o in objs:
-        parts = o.name.split("/")
-        if len(parts) == 3 and parts[0] == "index" and _seq_of(o.name) >= 0 \
-                and parts[2].split("-")[0] in ("snap", "log"):
-            by_tag.setdefault(parts[1], []).append(o.name)
-    return by_tag
-
-
-def read_chain(cloud: Cloud, backend: str, tag: str, names: list[str], sizes: dict[str, int]
-               ) -> Chain:
-    """Apply a node's newest snapshot and every log after it, in order, stopping at a gap.
-
-    A log missing between them, naming another predecessor or another snapshot, or
-    one that does not decrypt, ends the chain there (`gap`). A snapshot that does not
-    decrypt is skipped (with a warning) for the one before it. IntegrityError if no
-    snapshot can be read; BackendError if the backend fails."""
-    hub = cloud.hub
-    assert hub is not None
-    key = cloud.keys.metadata
-    ordered = sorted(names, key=_seq_of)
-    skipped: list[str] = []
-
-    def load(n: str) -> dict | None:
-        try:
-            return _open(key, n, hub.get_object(backend, n, sizes.get(n, 0)))
-        except IntegrityError as e:
-            log.warning("mosaic: skipping %s on %s: %s", n, backend, e)
-            skipped.append(n)
-            return None
-
-    snap_doc, base = None, -1
-    for n in reversed([n for n in ordered if "/snap-" in n]):
-        snap_doc = load(n)
-        if snap_doc is not None:
-            base = _seq_of(n)
-            applied = [n]
-            break
-    if snap_doc is None:
-        what = "no snapshot that decrypts" if skipped else "logs but no snapshot"
-        raise IntegrityError(f"the index copy of node {tag} on {backend} has {what} "
-                             f"(index/{tag}/)")
-    c = Chain(tag, applied, base, int(snap_doc.get("time", 0)), {}, {}, {}, {}, None, skipped,
-              int(snap_doc.get("gc_epoch", -1)))
-    _apply(c, snap_doc)
-    for n in ordered:
-        s = _seq_of(n)
-        if "/log-" not in n or s <= base:
-            continue
-        want = c.seq + 1
-        if s != want:
-            c.gap = (f"log {want:016x} of node {tag} is missing on {backend} "
-                     f"(after {c.seq:016x}, before log {s:016x})")
-            break
-        doc = load(n)
-        if doc is None:
-            c.gap = f"log {s:016x} of node {tag} on {backend} does not decrypt"
-            break
-        if doc.get("base", base) != base or doc.get("prev", s - 1) != s - 1:
-            c.gap = (f"log {s:016x} of node {tag} on {backend} follows "
-                     f"{doc.get('prev', s - 1):016x} of snapshot {doc.get('base', base):016x}, "
-                     f"not {c.seq:016x} of snapshot {base:016x}")
-            break
-        _apply(c, doc)
-        c.objects.append(n)
-        c.seq, c.time, c.epoch = s, int(doc.get("time", c.time)), int(doc.get("gc_epoch", -1))
-    return c
-
-
-def _apply(c: Chain, doc: dict) -> None:
-    for p in doc["packs"]:
-        c.packs[p[0]] = p
-    for ch in doc["chunks"]:
-        c.chunks[ch[0]] = ch
-    for m in doc["manifests"]:
-        c.manifests[m[0]] = m
-    for p in doc.get("packs_gone", ()):
-        c.packs.pop(p, None)
-    for ch in doc.get("chunks_gone", ()):
-        c.chunks.pop(ch, None)
-    for f in doc.get("manifests_gone", ()):
-        c.manifests.pop(f, None)
-    for nm, f in doc["names"]:
-        c.names[nm] = f
-
-
-@dataclass(frozen=True)
-class CopyInfo:
-    """One node's index copy found on a backend, for `recover --from` to list."""
-
-    tag: str
-    seq: int
-    time: int  # ns, of its newest object read
-    files: int
-    names: int
-    gap: str | None
-    error: str | None  # why it cannot be read at all
-
-    def to_json(self) -> dict:
-        return {"node": self.tag, "seq": self.seq, "time_ns": self.time, "files": self.files,
-                "names": self.names, "gap": self.gap, "error": self.error}
-
-
-def _listing(cloud: Cloud, backend: str) -> tuple[list, dict[str, int]]:
-    hub = cloud.hub
-    if hub is None or backend not in hub.backends:
-        raise UsageError(f"no backend named {backend} (add it first with `mosaic backend add`)")
-    try:
-        objs = hub.run(hub.backends[backend].list, "index/")
-    except BackendError as e:
-        raise StorageError(f"cannot list {backend}: {e}") from None
-    return objs, {o.name: o.size for o in objs}  # reads are bounded by the listed sizes
-
-
-def list_copies(cloud: Cloud, backend: str) -> list[CopyInfo]:
-    """Every node's index copy on a backend (this node's own excluded), newest first."""
-    objs, sizes = _listing(cloud, backend)
-    out = []
-    for tag, names in copies_on(objs).items():
-        if tag == cloud.config.node_tag:
-            continue
-        try:
-            c = read_chain(cloud, backend, tag, names, sizes)
-        except IntegrityError as e:
-            out.append(CopyInfo(tag, max(_seq_of(n) for n in names), 0, 0, 0, None, str(e)))
-            continue
-        except BackendError as e:
-            raise StorageError(f"cannot read the index copies on {backend}: {e}") from None
-        out.append(CopyInfo(tag, c.seq, c.time, len(c.manifests), c.live_names(), c.gap, None))
-    out.sort(key=lambda i: (i.error is None, i.time, i.seq), reverse=True)
-    return out
-
-
-# ---- recovering ---------------------------------------------------------------
-def recover(cloud: Cloud, backend: str, partial: bool = False, node: str | None = None) -> dict:
-    """Rebuild an empty node's index from a node's index copy on one backend.
-
-    `node` names whose copy (its tag, as `list_copies` shows); it may be left out
-    only when the backend holds one node's copy. The newest snapshot, then every log
-    after it; a log missing, out of order or not decrypting stops the chain: refused
-    with IntegrityError naming it, or with `partial` (`--accept-gaps`) the node is
-    rebuilt as of the last good log, with a warning. The rebuilt node takes the old
-    node's tag, so it owns what that node sealed and carries on its index copy and
-    registry entries; its own (empty) copy and registrations are removed.
-    """
-    idx = cloud.index
-    with idx.read() as txn:
-        started = txn.get(_RECOVERING, db=idx.db["gcmarks"])
-    if started is not None:  # a recover that stopped after its commit: finish taking the tag
-        tag = started.decode()
-        _adopt_tag(cloud, tag)
-        return {"from": backend, "node": tag, "objects": 0, "files": idx.count("manifests"),
-                "packs": idx.count("packs"), "names": idx.count("names"), "resumed": True,
-                "warnings": []}
-    if idx.count("manifests") or idx.count("packs"):
-        raise UsageError("recover needs an empty node (this one already has files)")
-    objs, sizes = _listing(cloud, backend)
-    by_tag = copies_on(objs)
-    by_tag.pop(cloud.config.node_tag, None)  # this empty node's own copy (a save before recover)
-    if not by_tag:
-        raise StorageError(f"no index copy on {backend}")
-    warnings: list[str] = []
-    if node is None:
-        if len(by_tag) > 1:  # copies that cannot be read at all are no candidates
-            readable = [c.tag for c in list_copies(cloud, backend) if c.error is None]
-            warnings += [f"skipped the index copy of node {t}: it cannot be read"
-                         for t in sorted(set(by_tag) - set(readable))]
-            if len(readable) != 1:
-                raise UsageError(f"{backend} holds the index copies of {len(readable)} nodes "
-                                 f"({', '.join(sorted(readable))}): choose one with --node TAG "
-                                 "(`mosaic recover --from NAME --list` shows them)")
-            by_tag = {readable[0]: by_tag[readable[0]], **by_tag}
-        node = next(iter(by_tag))
-    if node not in by_tag:
-        raise NotFoundError(f"no index copy of node {node} on {backend}")
-    try:
-        c = read_chain(cloud, backend, node, by_tag[node], sizes)
-    except BackendError as e:
-        raise StorageError(f"cannot read the index copy on {backend}: {e}") from None
-    warnings += [f"skipped {n}: it does not decrypt" for n in c.skipped]
-    if c.gap is not None:
-        msg = f"the index copy on {backend} is incomplete: {c.gap}"
-        if not partial:
-            raise IntegrityError(f"{msg}; try another backend, or --accept-gaps to recover "
-                                 "the state before it")
-        warnings.append(f"{msg}; recovered the state as of {c.seq:016x} only")
-        log.info("%s; recovering the state as of %016x only", msg, c.seq)
-    _install(cloud, c, max(_seq_of(o.name) for o in objs if o.name.count("/") == 2), node)
-    _adopt_tag(cloud, node)
-    return {"from": backend, "node": node, "objects": len(c.objects), "files": len(c.manifests),
-            "packs": len(c.packs), "names": c.live_names(), "warnings": warnings}
-
-
-def _install(cloud: Cloud, c: Chain, floor: int, tag: str) -> None:
-    """Write the chain's records into the empty index, owners kept, noting (in the same
-    transaction) that the node is to take `tag`, until `_adopt_tag` has."""
-    idx = cloud.index
-    with idx.write() as txn:
-        for p in c.packs.values():
-            pid, size, n_chunks, locs = p[:4]
-            owner = p[4] if len(p) > 4 else None  # older copies carry no owner
-            idx.put_pack(txn, pid, PackRecord(size, n_chunks, cloud.local.has(pid), (),
-                                              time.time_ns(), owner).with_locations(locs))
-        for cid, pid, off, slen, plen in c.chunks.values():
-            if pid in c.packs:
-                idx.put_chunk(txn, cid, ChunkRecord(pid, off, slen, plen, 0))
-        for fid, size, created, table in c.manifests.values():
-            idx.add_manifest(txn, Manifest(fid, size, created, decode_chunk_table(table)))
-        idx.set_names(txn, [(nm, f) for nm, f in c.names.items()
-                            if f is not None and f in c.manifests])
-        # every backend's copy starts again with a snapshot numbered after all of these
-        idx.set_journal(txn, False)
-        _forget_states(cloud, txn, set())
-        txn.put(_FLOOR, str(floor).encode(), db=idx.db["meta"])
-        txn.put(_RECOVERING, tag.encode(), db=idx.db["gcmarks"])
-
-
-def _adopt_tag(cloud: Cloud, tag: str) -> None:
-    """Become node `tag` (the config's node.tag), dropping this node's own empty copy and
-    registrations from every backend (best effort: gc waits for a node it still sees)."""
-    from .registry import unregister
-    idx = cloud.index
-    old = cloud.config.node_tag
-    with idx.read() as txn:
-        raw = txn.get(_OLD_TAG, db=idx.db["gcmarks"])
-    if raw is None and old != tag:
-        with idx.write() as txn:  # remembered, so a crash from here on still cleans it up
-            txn.put(_OLD_TAG, old.encode(), db=idx.db["gcmarks"])
-    else:
-        old = raw.decode() if raw is not None else old
-    if cloud.config.node_tag != tag:
-        cloud.home.write_config(replace(cloud.home.read_config(), node_tag=tag))
-        cloud.store.config = replace(cloud.store.config, node_tag=tag)
-    forget_registration(cloud)
-    hub = cloud.hub
-    if hub is not None and old and old != tag:
-        for b in hub.backends:
-            try:
-                for o in hub.run(hub.backends[b].list, f"index/{old}/"):
-                    hub.run(hub.backends[b].delete, o.name)
-                unregister(cloud, b, old)
-            except BackendError as e:
-                log.info("could not remove the empty copy of %s on %s: %s", old, b, e)
-    with idx.write() as txn:
-        txn.delete(_OLD_TAG, db=idx.db["gcmarks"])
-        txn.delete(_RECOVERING, db=idx.db["gcmarks"])

@@ -19,7 +19,7 @@ import pytest
 
 from mosaic import Node as Api
 from mosaic.backends.errors import TransientError
-from mosaic.node.cloud import indexlog
+from mosaic.node.cloud import indexlog, indexrecover
 from mosaic.node.errors import IntegrityError, StorageError
 from mosaic.node.store.home import BackendConfig
 
@@ -92,7 +92,7 @@ def recovered(tmp: Path, old_home: Path, backends: dict[str, Path], source: str)
     """A fresh home with the old key recovers from `source`; its index state."""
     home = tmp / f"recovered-{source}-{len(list(tmp.glob('recovered-*')))}"
     with api_node(home, backends, key_file=old_home / "key.json") as n:
-        indexlog.recover(n.cloud, source)
+        indexrecover.recover(n.cloud, source)
     return index_state(home)
 
 
@@ -403,9 +403,9 @@ def test_partial_recover_stops_before_the_gap(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     with api_node(fresh, {"nas": nas}, key_file=home / "key.json") as f:
         with pytest.raises(IntegrityError, match="missing"):
-            indexlog.recover(f.cloud, "nas")
+            indexrecover.recover(f.cloud, "nas")
         assert f.index.count("manifests") == 0
-        res = indexlog.recover(f.cloud, "nas", partial=True)
+        res = indexrecover.recover(f.cloud, "nas", partial=True)
         assert res["objects"] == 2
     assert index_state(fresh) == mid
 
@@ -444,5 +444,5 @@ def test_a_save_before_recover_does_not_shadow_the_old_copy(tmp_path: Path) -> N
     with api_node(fresh, {"nas": nas}, key_file=home / "key.json") as f:
         f.save_index_copy()
         assert len({k.split("/")[0] for k in index_objects(nas)}) == 2
-        indexlog.recover(f.cloud, "nas")
+        indexrecover.recover(f.cloud, "nas")
     assert index_state(fresh) == expected

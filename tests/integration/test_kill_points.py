@@ -30,7 +30,7 @@ import pytest
 from mosaic import Node
 from mosaic.node.cloud.cache import trim
 from mosaic.node.cloud.gc import gc
-from mosaic.node.cloud.indexlog import recover
+from mosaic.node.cloud.indexrecover import recover
 from mosaic.node.cloud.repair import repair, scrub
 from mosaic.node.cloud.uploads import upload_pending
 from mosaic.node.store.check import check

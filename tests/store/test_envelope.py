@@ -94,10 +94,10 @@ def test_old_secrets_file_loads(tmp_path: Path) -> None:
 
 
 def test_old_index_copy_opens() -> None:
-    doc = indexlog._open(K.metadata, INDEX_NAME, bytes.fromhex(INDEX_COPY))
+    doc = indexlog.open_copy(K.metadata, INDEX_NAME, bytes.fromhex(INDEX_COPY))
     assert doc == {"seq": 2, "names": [["a", b"x" * 32]]}
     with pytest.raises(IntegrityError, match="index copy index/abcd/log-0000000000000003"):
-        indexlog._open(K.metadata, "index/abcd/log-0000000000000003", bytes.fromhex(INDEX_COPY))
+        indexlog.open_copy(K.metadata, "index/abcd/log-0000000000000003", bytes.fromhex(INDEX_COPY))
 
 
 # ---- each format rebuilt with libsodium from docs/format.md -----------------------------
@@ -158,7 +158,7 @@ def test_secrets_layout(tmp_path: Path) -> None:
 
 def test_index_copy_layout() -> None:
     name = "index/t/snap-0000000000000001"
-    blob = indexlog._seal(K.metadata, name, {"seq": 1})
+    blob = indexlog.seal_copy(K.metadata, name, {"seq": 1})
     assert blob[0] == 1
     plain = _open_raw(K.metadata, blob[1:25], blob[25:], b"mosaic-index-copy v1 " + name.encode())
     assert msgpack.unpackb(zstandard.ZstdDecompressor().decompress(plain)) == {"seq": 1}
