@@ -47,7 +47,9 @@ from typing import Protocol
 import lmdb
 
 from ..errors import HomeError, StorageError
+from .journal import JournalTables
 from .namestore import NameStore
+from .queues import QueueTables
 from .records import (
     BE64,
     U64,
@@ -88,8 +90,9 @@ class ChangeLog(Protocol):
         ...
 
 
-class Index:
-    """The node's LMDB environment and its named tables."""
+class Index(JournalTables, QueueTables):
+    """The node's LMDB environment and its named tables (the journal's and the queues'
+    methods are in journal.py and queues.py)."""
 
     TABLES = ("meta", "manifests", "files", "chunks", "packs", "packnos", "atime", "names", "uploads",
               "repairs", "events", "journal",
@@ -557,113 +560,6 @@ class Index:
         """Last local read of a pack (0 if never)."""
         v = txn.get(pid, db=self.db["atime"])
         return U64.unpack(v)[0] if v else 0
-
-    # ---- upload queue ------------------------------------------------------
-    def queue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
-        """Queue a pack for upload to a backend."""
-        txn.put(pid + backend.encode(), b"", db=self.db["uploads"])
-
-    def dequeue_upload(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
-        """Remove a queued upload."""
-        txn.delete(pid + backend.encode(), db=self.db["uploads"])
-
-    def iter_uploads(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, str]]:
-        """(pack_id, backend) of every queued upload."""
-        for k in txn.cursor(db=self.db["uploads"]).iternext(values=False):
-            yield k[:32], k[32:].decode()
-
-    # ---- repairs and events ------------------------------------------------
-    def queue_repair(self, txn: lmdb.Transaction, pid: bytes, backend: str, reason: str) -> None:
-        """Remember that a backend's copy of a pack is missing or corrupt."""
-        txn.put(pid + backend.encode(), reason.encode("utf-8")[:200], db=self.db["repairs"])
-
-    def clear_repair(self, txn: lmdb.Transaction, pid: bytes, backend: str) -> None:
-        """Forget a repaired copy."""
-        txn.delete(pid + backend.encode(), db=self.db["repairs"])
-
-    def iter_repairs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, str, str]]:
-        """(pack_id, backend, reason) of every copy waiting for repair."""
-        for k, v in txn.cursor(db=self.db["repairs"]).iternext():
-            yield k[:32], k[32:].decode(), v.decode("utf-8", "replace")
-
-    def add_event(self, txn: lmdb.Transaction, kind: str, backend: str, nbytes: int,
-                  seconds: float, error: str | None = None) -> None:
-        """Log a transfer or an error (kept for `status`; trimmed to the last 10,000)."""
-        import os as _os
-        key = BE64.pack(time.time_ns()) + _os.urandom(4)
-        txn.put(key, encode_row([kind, backend, nbytes, seconds, error]), db=self.db["events"])
-        if txn.stat(self.db["events"])["entries"] > 10_000:
-            cur = txn.cursor(db=self.db["events"])
-            if cur.first():
-                cur.delete()
-
-    def iter_events(self, since_ns: int, txn: lmdb.Transaction | None = None
-                    ) -> Iterator[tuple[int, str, str, int, float, str | None]]:
-        """(time_ns, kind, backend, bytes, seconds, error) of events since `since_ns`."""
-        t = txn or self.read()
-        cur = t.cursor(db=self.db["events"])
-        if not cur.set_range(BE64.pack(since_ns)):
-            return
-        for k, v in cur.iternext():
-            kind, backend, nbytes, seconds, error = decode_row(v)
-            yield BE64.unpack(k[:8])[0], kind, backend, nbytes, seconds, error
-
-    # ---- change journal (what the backends' index copies have not heard yet) -----
-    def _journal(self, txn: lmdb.Transaction, key: bytes, extra: bytes = b"") -> None:
-        """Note that the record at `key` changed in this transaction (if the journal is on)."""
-        if txn is not self._jtxn:  # the first change of a transaction: is the journal on?
-            self._jtxn = txn
-            self._jseq = None
-            if txn.get(b"journal", db=self.db["meta"]) is not None:
-                v = txn.get(b"journal_seq", db=self.db["meta"])
-                self._jseq = (U64.unpack(v)[0] if v else 0) + 1
-                txn.put(b"journal_seq", U64.pack(self._jseq), db=self.db["meta"])
-        if self._jseq is not None:
-            txn.put(key, U64.pack(self._jseq) + extra, db=self.db["journal"])
-
-    def _journal_name(self, txn: lmdb.Transaction, name: str) -> None:
-        raw = name.encode("utf-8")
-        if len(raw) < self.env.max_key_size():
-            self._journal(txn, b"n" + raw)
-        else:
-            import hashlib
-            self._journal(txn, b"N" + hashlib.blake2b(raw).digest(), raw)
-
-    def journal_on(self, txn: lmdb.Transaction) -> bool:
-        """True while changes are journaled."""
-        return txn.get(b"journal", db=self.db["meta"]) is not None
-
-    def set_journal(self, txn: lmdb.Transaction, on: bool) -> None:
-        """Start journaling changes, or stop and forget the journal."""
-        if on:
-            txn.put(b"journal", b"1", db=self.db["meta"])
-        else:
-            txn.delete(b"journal", db=self.db["meta"])
-            txn.drop(self.db["journal"], delete=False)
-        self._jtxn = None
-
-    def journal_seq(self, txn: lmdb.Transaction) -> int:
-        """The number of the newest journaled change (0 if none)."""
-        v = txn.get(b"journal_seq", db=self.db["meta"])
-        return U64.unpack(v)[0] if v else 0
-
-    def iter_journal(self, txn: lmdb.Transaction, after: int = 0) -> Iterator[tuple[str, bytes]]:
-        """(kind, key) of records changed after change number `after`: kind "p" (pack ID),
-        "c" (chunk ID), "m" (file ID) or "n" (utf-8 name)."""
-        for k, v in txn.cursor(db=self.db["journal"]).iternext():
-            if U64.unpack_from(v)[0] > after:
-                if k[:1] == b"N":
-                    yield "n", bytes(v[8:])
-                else:
-                    yield k[:1].decode(), bytes(k[1:])
-
-    def trim_journal(self, txn: lmdb.Transaction, upto: int) -> int:
-        """Forget changes numbered `upto` or lower (every copy has them); returns how many."""
-        db = self.db["journal"]
-        done = [k for k, v in txn.cursor(db=db).iternext() if U64.unpack_from(v)[0] <= upto]
-        for k in done:
-            txn.delete(k, db=db)
-        return len(done)
 
     def count(self, table: str) -> int:
         """Number of rows in a table."""
