@@ -39,11 +39,16 @@ def wait_row(b: Browser, path: str, present: bool = True) -> None:
 
 
 def on_row(b: Browser, path: str, *css: str) -> None:
-    """Click, in a row, each of these elements in turn (again if the list re-rendered)."""
+    """Click, in a row, each of these elements in turn (again if the list re-rendered).
+
+    The list re-renders after each change (rows go and come back), so the row is waited
+    for, not looked up once: right after a delete it can be missing for a moment."""
     for attempt in range(3):
         try:
+            wait_row(b, path)
             r = row(b, path)
-            assert r is not None, f"no row for {path}"
+            if r is None:  # re-rendered between the wait and the lookup
+                raise StaleElementReferenceException(f"row {path} went away")
             for c in css:
                 r.find_element(By.CSS_SELECTOR, c).click()
             return
