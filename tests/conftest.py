@@ -161,10 +161,13 @@ def mosaic_env(**extra: str | None) -> dict[str, str]:
 
 def run_mosaic(args: Sequence[str | os.PathLike], *, input: bytes | None = None,
                env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
-               timeout: float = CLI_TIMEOUT, preexec_fn=None) -> Result:  # noqa: ANN001
-    """Run the CLI (`mosaic ARGS`, with the tests' weak KDF) and capture everything."""
+               timeout: float = CLI_TIMEOUT, preexec_fn=None, fork: bool = True  # noqa: ANN001
+               ) -> Result:
+    """Run the CLI (`mosaic ARGS`, with the tests' weak KDF) and capture everything.
+
+    `fork=False` starts it with exec even where the fork server is on (see tests/cluster)."""
     argv = [str(a) for a in args]
-    if preexec_fn is None and _FORKS is not None:
+    if fork and preexec_fn is None and _FORKS is not None:
         rc, out, err = _FORKS.run(argv, input=input, env=env or mosaic_env(),
                                   cwd=os.fspath(cwd) if cwd is not None else os.getcwd(),
                                   timeout=timeout)

@@ -68,8 +68,13 @@ class Target:
         self.a.put_bytes(data, name)
         wait_until(lambda: self.b.get_bytes(name) == data, 10, f"{name} on B",
                    diagnose=self.cluster.logs)
-        assert f"peer {self.b.log_tag}: connection closed" not in self.a.log(whole=True)
-        assert f"peer {self.a.log_tag}: connection closed" not in self.b.log(whole=True)
+        closed_a = [ln for ln in self.a.log(whole=True).splitlines()
+                    if f"peer {self.b.log_tag}: connection closed" in ln]
+        closed_b = [ln for ln in self.b.log(whole=True).splitlines()
+                    if f"peer {self.a.log_tag}: connection closed" in ln]
+        assert not closed_a and not closed_b, (
+            "the A-B session was closed: " + " | ".join(closed_a + closed_b)
+            + "\nB's log tail:\n" + "\n".join(self.b.log(whole=True).splitlines()[-25:]))
 
 
 @pytest.fixture(scope="module")
