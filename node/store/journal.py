@@ -6,7 +6,6 @@ the change (cloud/indexlog.py reads and trims it). A mixin of `Index` (index.py)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ class JournalTables:
         if len(raw) < self.env.max_key_size():
             self._journal(txn, b"n" + raw)
         else:
+            import hashlib  # only for names past LMDB's key limit: not loaded at start-up
             self._journal(txn, b"N" + hashlib.blake2b(raw).digest(), raw)
 
     def journal_on(self, txn: lmdb.Transaction) -> bool:
