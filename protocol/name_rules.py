@@ -48,8 +48,18 @@ class InvalidName(ValueError):
 
 
 def _shown(name: str) -> str:
-    # repr escapes control characters and surrogates, so the message stays one line
-    return repr(name if len(name) <= _SHOWN else name[:_SHOWN] + "...")
+    """`name` for an error message: one line (repr escapes control characters and
+    surrogates), at most about _SHOWN characters however many escapes it needs."""
+    if len(repr(name)) <= _SHOWN:
+        return repr(name)
+    lo, hi = 0, min(len(name), _SHOWN)  # the longest prefix whose repr fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(repr(name[:mid])) <= _SHOWN - 3:
+            lo = mid
+        else:
+            hi = mid - 1
+    return repr(name[:lo]) + "..."
 
 
 def check_name(name: object) -> str:

@@ -45,6 +45,7 @@ def _keys_for(name: str) -> list[bytes]:
 @example("é" * 200)
 @example("\U0001f600" * 100)
 @example("/./a//b/./")
+@example("0" * 18 + "\x1f" * 13 + "\U000103d6" * 8)  # escapes made the message 200 characters
 def test_every_accepted_name_fits_and_round_trips(text: str) -> None:
     try:
         name = check_name(text)
