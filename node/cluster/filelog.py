@@ -35,6 +35,7 @@ from mosaic.protocol.records import (
 
 from ..store.home import Home
 from ..store.index import Index
+from ..store.placements import distinct_chunks
 from ..store.records import ChunkRecord, Manifest, PackRecord
 from .namelog import Views, names_waiting_for, show
 from .synclog import append_local, prefixed_items, prefixed_keys
@@ -82,18 +83,9 @@ def _backend_ids(index: Index) -> _BackendIds:
 def manifest_record(index: Index, txn: lmdb.Transaction, m: Manifest) -> ManifestRecord:
     """A manifest with location hints for every chunk whose pack is on a backend."""
     locs = []
-    seen = set()
-    packs: dict[bytes, PackRecord | None] = {}
-    for cid, _ in m.chunks:
-        if cid in seen:
-            continue
-        seen.add(cid)
-        r = index.get_chunk(cid, txn)
+    for cid, r, p in distinct_chunks(index, txn, m):
         if r is None:
             continue
-        if r.pack_id not in packs:
-            packs[r.pack_id] = index.get_pack(r.pack_id, txn)
-        p = packs[r.pack_id]
         ids = _hint_ids(index, p.locations) if p else ()
         if ids:  # a backend without an ID (no marker) cannot be told apart: no hint
             locs.append(ChunkLocation(cid, r.pack_id, r.offset, r.stored_len, ids))

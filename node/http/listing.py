@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..cluster import filelog
 from ..cluster.engine import Engine
 from ..cluster.identity import format_node_id
+from ..store.placements import distinct_chunks
 from ..store.records import PackRecord
 from ..store.tree import Child
 
@@ -28,23 +29,16 @@ def describe(engine: Engine, fids: list[bytes]) -> dict[bytes, dict]:
                 continue
             stored = here = plain = shared = 0
             whole = set(backends)
-            seen: set[bytes] = set()
-            for cid, _ in m.chunks:
-                if cid in seen:
-                    continue
-                seen.add(cid)
-                r = idx.get_chunk(cid, txn)
+            for _cid, r, p in distinct_chunks(idx, txn, m, packs):
                 if r is None:
                     whole.clear()
                     continue
-                if r.pack_id not in packs:
-                    packs[r.pack_id] = idx.get_pack(r.pack_id, txn)
+                if r.pack_id not in local:
                     local[r.pack_id] = engine.store.has_local_pack(r.pack_id)
                 stored += r.stored_len
                 plain += r.plain_len
                 shared += r.plain_len if r.refcount > 1 else 0
                 here += r.stored_len if local[r.pack_id] else 0
-                p = packs[r.pack_id]
                 whole &= set(p.locations) if p else set()
             nodes = []
             if idx.repl_origin is not None:
