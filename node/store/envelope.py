@@ -25,7 +25,7 @@ from nacl.utils import random as _random
 
 from ..errors import IntegrityError
 
-__all__ = ["KEY_SIZE", "NONCE_SIZE", "OVERHEAD", "TAG_SIZE", "open", "seal"]
+__all__ = ["KEY_SIZE", "NONCE_SIZE", "OVERHEAD", "TAG_SIZE", "open", "seal", "seal_parts"]
 
 KEY_SIZE = 32
 NONCE_SIZE = 24
@@ -39,13 +39,23 @@ Buffer = bytes | bytearray | memoryview
 def seal(key: bytes, plaintext: Buffer, aad: bytes, header: bytes = b"") -> bytes:
     """`header || nonce || XChaCha20-Poly1305(key, nonce, plaintext, aad)`, nonce random.
 
-    `header` is only copied in front (one allocation for the whole result);
-    bind it to the ciphertext by putting it into `aad` as well.
+    `header` is only copied in front; bind it to the ciphertext by putting it
+    into `aad` as well.
+    """
+    return b"".join(seal_parts(key, plaintext, aad, header))
+
+
+def seal_parts(key: bytes, plaintext: Buffer, aad: bytes, header: bytes = b""
+               ) -> tuple[bytes, bytes]:
+    """`seal`'s result as its two parts, `header || nonce` and the ciphertext with its tag.
+
+    For writers that hand both to one `writev` (a pack): the ciphertext is not
+    copied again to join them.
     """
     _check(key, aad)
     nonce = _random(NONCE_SIZE)
     msg = plaintext if type(plaintext) is bytes else bytes(plaintext)
-    return b"".join((header, nonce, _encrypt(msg, aad, nonce, key)))
+    return header + nonce, _encrypt(msg, aad, nonce, key)
 
 
 def open(key: bytes, blob: Buffer, aad: bytes, what: str) -> bytes:

@@ -44,7 +44,8 @@ RUN_MAX = 4 << 20  # and one pread reads at most about this much
 WHOLE_PACK_SHARE = 16  # once a put wants 1/16 of a local pack, the whole pack is checked by its ID
 REASON = "corrupt object found by a put (rewritten into a new pack)"
 
-Result = tuple[bytes, int, "bytes | None"]  # an ingest worker's (chunk id, length, object or None)
+Result = tuple[bytes, int, "codec.Encoded | None"]
+"""An ingest worker's (chunk id, length, object as `codec.encode_parts` gives it, or None)."""
 
 
 class Healer:
@@ -120,7 +121,7 @@ class Healer:
                     bad.append((i, pid))
         for i, _pid in bad:
             cid, n, _ = out[i]
-            out[i] = (cid, n, codec.encode(enc_key, cid, chunks[i], level))
+            out[i] = (cid, n, codec.encode_parts(enc_key, cid, chunks[i], level))
         with self._lock:
             self.checked += len(todo)
             for i, pid in bad:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from . import codec
 from .chunker import chunk_buffer, chunk_stream
-from .heal import Healer
+from .heal import Healer, Result
 from .hooks import PackPlacement
 from .packs import PackWriter, SealedPack
 from .records import ChunkRecord, Manifest, PackRecord
@@ -108,19 +108,22 @@ class Ingest:
         self.healer = Healer(store)  # re-writes deduplicated chunks whose stored copy is bad
 
     # ---- worker side -------------------------------------------------------
-    def _encode_batch(self, chunks: list[bytes | memoryview]) -> list[tuple[bytes, int, bytes | None]]:
+    def _encode_batch(self, chunks: list[bytes | memoryview]) -> list[Result]:
         id_key, enc_key, level = self.keys.chunk_id, self.keys.chunk_enc, self.level
-        out: list[tuple[bytes, int, bytes | None]] = []
+        out: list[Result] = []
         idx = self.store.index
         with idx.env.begin(db=self._chunks_db) as txn:
             claims = idx.any_unverified(txn)  # almost always False: one table count a batch
+            probe = False  # after a chunk that did not shrink, sample before compressing
             for c in chunks:
                 cid = codec.chunk_id(id_key, c)
                 known = txn.get(cid) is not None and (not claims or idx.chunk_verified(txn, cid))
                 if known or cid in self.inflight:
                     out.append((cid, len(c), None))
                 else:
-                    out.append((cid, len(c), codec.encode(enc_key, cid, c, level)))
+                    obj = codec.encode_parts(enc_key, cid, c, level, probe)
+                    probe = not codec.is_compressed(obj)
+                    out.append((cid, len(c), obj))
             self.healer.check(txn, chunks, out, level, self.inflight)
         return out
 
@@ -189,7 +192,7 @@ class Ingest:
                                 job.new_chunks, job.new_bytes)
         self._reap()
 
-    def _write(self, results: list[tuple[bytes, int, bytes | None]], job: PendingPut) -> None:
+    def _write(self, results: list[Result], job: PendingPut) -> None:
         for cid, n, blob in results:
             job.table.append((cid, n))
             self.progress(n)
@@ -197,10 +200,10 @@ class Ingest:
                 continue
             if self.writer is None:
                 self.writer = PackWriter(self.store.home, self.keys.pack_index)
-            self.writer.add(cid, blob, n)
+            self.writer.add_parts(cid, blob, n)
             self.inflight.add(cid)
             job.new_chunks += 1
-            job.new_bytes += len(blob)
+            job.new_bytes += len(blob[0]) + len(blob[1])
             if self.writer.size >= self.pack_size:
                 self._rotate()
 

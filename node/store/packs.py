@@ -19,6 +19,7 @@ import os
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,14 +134,23 @@ class PackWriter:
 
     def add(self, cid: bytes, blob: bytes | bytearray | memoryview, plain_len: int) -> None:
         """Append one encoded object."""
+        self.add_parts(cid, (blob,), plain_len)
+
+    def add_parts(self, cid: bytes, parts: Sequence[bytes | bytearray | memoryview],
+                  plain_len: int) -> None:
+        """Append one encoded object given in parts (`codec.encode_parts`), with one `writev`."""
+        n = sum(len(p) for p in parts)
         try:
-            self._write_all(blob)
+            done = os.writev(self.tmp.fd, parts) if len(parts) > 1 else self.f.write(parts[0])
+            if done < n:  # a short write (a full disk): the rest, until it fails
+                self._write_all(b"".join(parts)[done:])
         except OSError as e:
             self.abort()
             raise _os_error(e, "writing a pack") from None
-        self.hasher.update(blob)
-        self.entries.append(PackEntry(cid, self.size, len(blob), plain_len))
-        self.size += len(blob)
+        for p in parts:
+            self.hasher.update(p)
+        self.entries.append(PackEntry(cid, self.size, n, plain_len))
+        self.size += n
 
     def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         """Write every byte: an unbuffered write may store fewer bytes than asked."""

@@ -76,6 +76,44 @@ def test_incompressible_data_is_stored_raw_and_compressible_data_shrinks() -> No
     assert bytes(codec.decode(k1, k2, cid, blob, len(text))) == text
 
 
+def test_a_probed_chunk_is_compressed_only_if_its_end_shrinks() -> None:
+    """probe=True (ingest sets it after a chunk that did not shrink) samples the chunk's
+    end: noise is stored raw without compressing it whole, text still compresses, and
+    a chunk that turns from noise into text is compressed; all decode the same."""
+    k1, k2 = os.urandom(32), os.urandom(32)
+    noise, text = os.urandom(60_000), b"mosaic keeps every byte " * 2_500
+    turning = os.urandom(30_000) + text[:30_000]
+    for data, compressed in ((noise, False), (text, True), (turning, True)):
+        cid = codec.chunk_id(k2, data)
+        obj = codec.encode_parts(k1, cid, data, probe=True)
+        assert codec.is_compressed(obj) is compressed
+        assert codec.decode(k1, k2, cid, b"".join(obj), len(data)) == data
+        assert codec.is_compressed(codec.encode_parts(k1, cid, data)) is compressed
+
+
+def test_probing_skips_whole_chunk_compression_of_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe compresses only a sample of an incompressible chunk, never all of it."""
+    sizes: list[int] = []
+    real = codec._compressor
+
+    class Counting:
+        def __init__(self, level: int):
+            self.c = real(level)
+
+        def compress(self, data: bytes | memoryview) -> bytes:
+            sizes.append(len(data))
+            return self.c.compress(data)
+
+    monkeypatch.setattr(codec, "_compressor", Counting)
+    data = os.urandom(100_000)
+    cid = codec.chunk_id(os.urandom(32), data)
+    codec.encode_parts(os.urandom(32), cid, data, probe=True)
+    assert sizes == [codec.PROBE_BYTES]
+    sizes.clear()
+    codec.encode_parts(os.urandom(32), cid, data)
+    assert sizes == [len(data)]
+
+
 def test_nonces_are_fresh() -> None:
     k1, k2 = os.urandom(32), os.urandom(32)
     data = b"same data twice"

@@ -107,6 +107,24 @@ def test_stored_objects_decode_from_a_pack(home: Home) -> None:
     lp.close()
 
 
+def test_objects_added_in_parts_are_laid_out_as_one(home: Home) -> None:
+    """add_parts (one writev of header and ciphertext) writes what add of the joined bytes would."""
+    enc, idk = os.urandom(32), os.urandom(32)
+    chunks = [os.urandom(70_000), b"xyz" * 20_000, b"q"]
+    objs = [codec.encode_parts(enc, codec.chunk_id(idk, c), c) for c in chunks]
+    w = PackWriter(home, KEY)
+    for c, parts in zip(chunks, objs, strict=True):
+        w.add_parts(codec.chunk_id(idk, c), parts, len(c))
+    sp = w.seal()
+    data = home.pack_path(sp.pack_id).read_bytes()
+    assert pack_id_of(data) == sp.pack_id and len(data) == sp.size
+    assert tuple(parse_pack(KEY, data)) == sp.entries
+    for e, c, parts in zip(sp.entries, chunks, objs, strict=True):
+        assert data[e.offset:e.offset + e.stored_len] == b"".join(parts)
+        assert codec.decode(enc, idk, e.chunk_id, data[e.offset:e.offset + e.stored_len],
+                            e.plain_len) == c
+
+
 def test_local_packs(home: Home) -> None:
     packs = [_write_pack(home, [os.urandom(500 + i)]) for i in range(3)]
     lp = LocalPacks(home, max_open=2)
