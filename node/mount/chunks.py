@@ -2,16 +2,25 @@
 
 A kernel read is 4-128 KiB while a chunk is about a megabyte, so a decoded chunk is
 kept (least recently used out first, bounded in bytes) for the reads that follow.
-Chunks are read and decoded on worker threads (`store.restore.decode_batch`:
-local pack first, else a backend through the Cloud's remote reads); a chunk that
-is being fetched is awaited by every reader that wants it, never fetched twice.
-Every chunk is authenticated on the way out: a corrupt one raises IntegrityError.
+Chunks are read and decoded on the mount's own decoding threads
+(`store.restore.decode_batch`: local pack first, else a backend through the
+Cloud's remote reads), which take their next task from a queue themselves: a
+thread that finishes a task does not wait for the event loop to hand it the
+next one (the loop is busy answering the kernel while a file streams). A chunk
+that is being fetched is awaited by every reader that wants it, never fetched
+twice. Every chunk is authenticated on the way out: a corrupt one raises
+IntegrityError.
 """
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -70,18 +79,65 @@ def _decode(store: Store, m: Manifest, first: int, last: int) -> list[bytes]:
     return out
 
 
-class ChunkSource:
-    """Decoded chunks of files, from the cache or fetched on worker threads.
+DEMAND, AHEAD = 0, 1   # task priorities: what a reader waits for, then read-ahead
 
-    A cached chunk is answered on the event loop's thread with no thread hop. A
-    missing one is fetched with its neighbours, a run per worker task; readers wait
-    on the task (one event per task, not per chunk), never fetching a chunk twice.
+
+class Decoders:
+    """Threads that run decoding tasks from a priority queue, results back on the trio loop.
+
+    `submit` is called on the loop's thread; `done(result, error)` runs there too
+    (through the trio token). `close` drops the tasks not started and joins the
+    threads, after the running ones end.
     """
 
-    def __init__(self, store: Store, cache: ChunkCache, stats: MountStats, workers: int,
-                 nursery: trio.Nursery):
-        self.store, self.cache, self.stats, self.nursery = store, cache, stats, nursery
-        self.limiter = trio.CapacityLimiter(max(1, workers))
+    def __init__(self, threads: int):
+        self._token = trio.lowlevel.current_trio_token()
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._threads = [threading.Thread(target=self._run, name=f"mosaic-decode-{i}",
+                                          daemon=True) for i in range(max(1, threads))]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, priority: int, task: Callable[[], object],
+               done: Callable[[object, BaseException | None], None]) -> None:
+        """Run `task` on a decoding thread, lower `priority` first, then in order."""
+        self._queue.put((priority, next(self._order), task, done))
+
+    def _run(self) -> None:
+        while True:
+            _, _, task, done = self._queue.get()
+            if task is None:
+                return
+            try:
+                result, error = task(), None
+            except BaseException as e:  # handed to the waiting readers, never lost
+                result, error = None, e
+            try:
+                self._token.run_sync_soon(done, result, error)
+            except trio.RunFinishedError:
+                return
+
+    def close(self) -> None:
+        """Stop: queued tasks are dropped (a stop sorts before every task), running ones end."""
+        for _ in self._threads:
+            self._queue.put((-1, next(self._order), None, None))
+        for t in self._threads:
+            t.join()
+
+
+class ChunkSource:
+    """Decoded chunks of files, from the cache or fetched on decoding threads.
+
+    A cached chunk is answered on the event loop's thread with no thread hop. A
+    missing one is fetched with its neighbours, a run per task; readers wait on the
+    task (one event per task, not per chunk), never fetching a chunk twice. Tasks a
+    reader waits for go before read-ahead.
+    """
+
+    def __init__(self, store: Store, cache: ChunkCache, stats: MountStats, workers: int):
+        self.store, self.cache, self.stats = store, cache, stats
+        self.decoders = Decoders(workers)
         self._fetching: dict[bytes, _Fetch] = {}   # chunk ID -> the task fetching it
 
     def cached(self, cid: bytes) -> bool:
@@ -107,7 +163,7 @@ class ChunkSource:
                     missing.append(i)
             out.append(data)
         for a, b in _runs(missing):
-            fetch = self._start(m, a, b)
+            fetch = self._start(m, a, b, DEMAND)
             for i in range(a, b):
                 waits[i] = fetch
         for f in dict.fromkeys(waits.values()):  # each task once, in order
@@ -118,12 +174,13 @@ class ChunkSource:
             out[i - first] = f.data[m.chunks[i][0]]
         return out  # type: ignore[return-value]
 
-    def _start(self, m: Manifest, a: int, b: int) -> _Fetch:
-        """Start a worker task for chunks [a, b) (in the background); the caller may wait on it."""
+    def _start(self, m: Manifest, a: int, b: int, priority: int) -> _Fetch:
+        """Queue a task for chunks [a, b) (in the background); the caller may wait on it."""
         f = _Fetch()
         for i in range(a, b):
             self._fetching.setdefault(m.chunks[i][0], f)
-        self.nursery.start_soon(self._fetch, m, a, b, f)
+        self.decoders.submit(priority, partial(_decode, self.store, m, a, b),
+                             partial(self._fetched, m, a, b, f))
         return f
 
     def prefetch(self, m: Manifest, first: int, last: int) -> None:
@@ -135,20 +192,22 @@ class ChunkSource:
             for i in range(a, b):  # one worker task per ~FETCH_BYTES, so workers overlap
                 size += m.chunks[i][1]
                 if size >= FETCH_BYTES or i == b - 1:
-                    self._start(m, start, i + 1)
+                    self._start(m, start, i + 1, AHEAD)
                     self.stats.chunks_prefetched += i + 1 - start
                     size, start = 0, i + 1
 
-    async def _fetch(self, m: Manifest, a: int, b: int, f: _Fetch) -> None:
-        try:
-            datas = await trio.to_thread.run_sync(_decode, self.store, m, a, b,
-                                                  limiter=self.limiter)
-        except BaseException as e:  # handed to every waiter, never lost
-            f.error = e
+    def close(self) -> None:
+        """Stop the decoding threads (blocks until running tasks end; call off the loop)."""
+        self.decoders.close()
+
+    def _fetched(self, m: Manifest, a: int, b: int, f: _Fetch, datas: object,
+                 error: BaseException | None) -> None:
+        """A task ended (on the loop's thread): cache its chunks and wake its readers."""
+        if error is not None:
+            f.error = error
             self._done(m, a, b, f)
-            if not isinstance(e, Exception):
-                raise
             return
+        assert isinstance(datas, list)
         self.stats.chunks_decoded += b - a
         self.stats.fetch_tasks += 1
         for i, data in zip(range(a, b), datas, strict=True):

@@ -49,7 +49,7 @@ class FSCore(pyfuse3.Operations):
         self.nursery = nursery
         self.table = InodeTable()
         self.cache = ChunkCache(cache_bytes, stats)
-        self.source = ChunkSource(engine.store, self.cache, stats, engine.config.workers, nursery)
+        self.source = ChunkSource(engine.store, self.cache, stats, engine.config.workers)
         self.handles: dict[int, Handle | DirHandle] = {}
         self._next_fh = 1
         self.writer = trio.Lock()            # index writes, one at a time, off the loop

@@ -78,6 +78,7 @@ async def serve(engine: Engine, mountpoint: Path, read_only: bool = False,
             finally:
                 with trio.CancelScope(shield=True):
                     await fs.finish()
+                    await trio.to_thread.run_sync(fs.source.close)
                 pyfuse3.close(unmount=True)
                 nursery.cancel_scope.cancel()
 
