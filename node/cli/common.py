@@ -293,3 +293,14 @@ def finish(out: Output, doc: dict, warning: str | None, code: int = 0) -> int:
         return code or BackendPending.exit_code
     out.doc(doc)
     return code
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def name_arg(raw: str) -> str:
+    """A NAME argument as the name `put -r` records for the same bytes: an argument holding
+    bytes that are not UTF-8 (a file name typed or completed by the shell) is mapped by
+    `path_name`, so `get`, `rm` and `mv` find what `put -r` stored; any other text is taken
+    as it is."""
+    return path_name(raw) if _UNDECODABLE.search(raw) else raw

@@ -17,6 +17,7 @@ from . import mount as cli_mount
 from . import peers as cli_peers
 from . import serve as cli_serve
 from . import tokens as cli_tokens
+from . import upkeep as cli_upkeep
 from .common import add_global_options, command_parsers
 from .output import Output, safe_text
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     cli_admin.register(sub)
     cli_files.register(sub)
+    cli_upkeep.register(sub)
     cli_peers.register(sub)
     cli_serve.register(sub)
     cli_tokens.register(sub)
