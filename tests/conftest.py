@@ -249,3 +249,22 @@ def node_cli(cli: Cli, _node_template: Path) -> Cli:
     """
     shutil.copytree(_node_template, cli.home, ignore=shutil.ignore_patterns("lock.mdb"))
     return cli
+
+
+@pytest.fixture
+def zstd_inputs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every input the chunk codec hands to zstd while the test runs."""
+    from mosaic.node.store import codec
+    sizes: list[int] = []
+    real = codec._compressor
+
+    class Counting:
+        def __init__(self, level: int):
+            self.c = real(level)
+
+        def compress(self, data: bytes | memoryview) -> bytes:
+            sizes.append(len(data))
+            return self.c.compress(data)
+
+    monkeypatch.setattr(codec, "_compressor", Counting)
+    return sizes

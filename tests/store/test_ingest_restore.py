@@ -153,7 +153,7 @@ def test_pack_rotation_and_streamed_input(make_store: Callable[..., Store]) -> N
 
 
 def test_a_run_of_noise_is_probed_not_compressed_whole(make_store: Callable[..., Store],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        zstd_inputs: list[int]) -> None:
     """After a chunk that did not shrink, ingest samples the next before compressing it:
     a run of noise costs zstd a sample a chunk, and the text after it still compresses."""
     from mosaic.node.store import codec
@@ -161,28 +161,16 @@ def test_a_run_of_noise_is_probed_not_compressed_whole(make_store: Callable[...,
     rng = random.Random(7)
     noise = rng.randbytes(2_000_000)
     text = b"".join(b"line %d of a log that compresses well\n" % i for i in range(50_000))
-    compressed: list[int] = []
-    real = codec._compressor
-
-    class Counting:
-        def __init__(self, level: int):
-            self.c = real(level)
-
-        def compress(self, data: bytes | memoryview) -> bytes:
-            compressed.append(len(data))
-            return self.c.compress(data)
-
-    monkeypatch.setattr(codec, "_compressor", Counting)
     ing = Ingest(store)
     p = ing.put_stream(io.BytesIO(noise + text), ("mixed",))
     ing.close()
     r = p.result()
     m = store.index.get_manifest(r.file_id)
     assert m is not None and b"".join(restore.read_verified(store, m)) == noise + text
-    whole = sum(n for n in compressed if n != codec.PROBE_BYTES)
+    whole = sum(n for n in zstd_inputs if n != codec.PROBE_BYTES)
     # noise: about one whole chunk a worker batch (the first, unprobed); text: all of it
     assert whole < len(text) + len(noise) // 4
-    assert compressed.count(codec.PROBE_BYTES) >= len(noise) // 65536
+    assert zstd_inputs.count(codec.PROBE_BYTES) >= len(noise) // 65536
     stored = sum(p.stat().st_size for p in _pack_files(store))
     assert stored < len(noise) + len(text) // 5
 
