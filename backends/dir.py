@@ -114,6 +114,13 @@ class DirBackend(Backend):
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
+    async def _read(self, fn: Callable[..., T], *args: object) -> T:
+        """`_run` for a read: abandoned (left to finish in its thread) if the caller is
+        cancelled, so a folder on a hung network mount cannot hold a reader that has
+        another copy to try. Writes are always waited for."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter,
+                                             abandon_on_cancel=True)
+
     def _root_missing(self, op: str, name: str) -> RootMissing:
         what = f"{op} {name!r}" if name else op
         return RootMissing(f"dir {self.name}: {what}: folder {self.root} is missing "
@@ -360,8 +367,8 @@ class DirBackend(Backend):
         check_range(offset, length)
         path = self._path(name)
         try:
-            return await self._run(self._in_root, "get", name, self._get_sync, path, offset,
-                                   length)
+            return await self._read(self._in_root, "get", name, self._get_sync, path, offset,
+                                    length)
         except OSError as e:
             raise self._error(e, "get", name, missing_ok=True) from e
 
@@ -369,7 +376,7 @@ class DirBackend(Backend):
         """Size of the file; NotFound if missing or a folder."""
         path = self._path(name)
         try:
-            size = await self._run(self._in_root, "stat", name, self._stat_sync, path)
+            size = await self._read(self._in_root, "stat", name, self._stat_sync, path)
         except OSError as e:
             raise self._error(e, "stat", name, missing_ok=True) from e
         return ObjectInfo(name, size)

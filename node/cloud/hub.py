@@ -62,19 +62,35 @@ class HubClosed(BackendError):
     """The hub was closed (or is closing) before or during the call."""
 
 
+async def _within(stall_after: float | None, what: str, call: Awaitable[T]) -> T:
+    """`await call`, or TransientError if it has not answered within `stall_after` s
+    (None: wait as long as it takes). For reads that have another copy to try."""
+    if stall_after is None:
+        return await call
+    with trio.move_on_after(stall_after):
+        return await call
+    raise TransientError(f"{what}: no answer within {stall_after:.1f} s (another copy is tried)")
+
+
 async def _read_whole(backend: Backend, name: str, expected: int,
                       sink: Callable[[bytes], None] | None = None, keep: bool = True,
-                      threads: trio.CapacityLimiter | None = None) -> tuple[bytes | None, int]:
+                      threads: trio.CapacityLimiter | None = None,
+                      stall: Callable[[int], float] | None = None) -> tuple[bytes | None, int]:
     """(the object's bytes if `keep`, its size), read in ranged pieces of about READ_PIECE.
 
     Never asks for more than `expected` + 1 bytes in all, so an object larger than the
     index expects costs at most that much memory and transfer. `expected` <= 0 means
     unknown: the size is stat'ed first and refused above UNKNOWN_SIZE_LIMIT. Each piece
     goes to `sink` as it arrives (in a worker thread when `threads` is given). Raises
-    CorruptCopy if the size is not the expected one.
+    CorruptCopy if the size is not the expected one. With `stall`, a request of n bytes
+    that has not answered within `stall(n)` seconds raises TransientError.
     """
+    def limit(n: int) -> float | None:
+        return stall(n) if stall is not None else None
+
+    what = f"backend {backend.name}"
     if expected <= 0:
-        expected = (await backend.stat(name)).size
+        expected = (await _within(limit(0), what, backend.stat(name))).size
         if expected > UNKNOWN_SIZE_LIMIT:
             raise CorruptCopy(f"{name} is {expected} bytes, more than any pack")
     parts: list[bytes] = []
@@ -82,7 +98,7 @@ async def _read_whole(backend: Backend, name: str, expected: int,
     while True:
         left = expected + 1 - got
         want = left if left <= READ_PIECE + READ_PIECE // 4 else READ_PIECE
-        piece = await backend.get(name, got, want)
+        piece = await _within(limit(want), what, backend.get(name, got, want))
         if len(piece) > want:  # a backend must clip; never trust it to
             piece = piece[:want]
         got += len(piece)
@@ -105,12 +121,13 @@ async def _read_whole(backend: Backend, name: str, expected: int,
 
 
 async def _read_pack(backend: Backend, pid: bytes, expected: int, keep: bool,
-                     threads: trio.CapacityLimiter) -> tuple[bytes | None, int]:
+                     threads: trio.CapacityLimiter, stall: Callable[[int], float] | None = None
+                     ) -> tuple[bytes | None, int]:
     """`_read_whole` of a pack, hashed piece by piece as it arrives; CorruptCopy unless the
     bytes match the pack ID."""
     hasher = blake3.blake3()
     name = pack_object_name(pid)
-    data, size = await _read_whole(backend, name, expected, hasher.update, keep, threads)
+    data, size = await _read_whole(backend, name, expected, hasher.update, keep, threads, stall)
     if hasher.digest() != pid:
         raise CorruptCopy("content does not match its ID (corrupt)")
     return data, size
@@ -314,13 +331,8 @@ class BackendHub:
 
     async def _get_range(self, backend: str, pid: bytes, offset: int, length: int,
                          stall_after: float | None) -> bytes:
-        get = self.backends[backend].get
-        if stall_after is None:
-            return await get(pack_object_name(pid), offset, length)
-        with trio.move_on_after(stall_after):
-            return await get(pack_object_name(pid), offset, length)
-        raise TransientError(f"backend {backend}: no answer within {stall_after:.1f} s "
-                             "(another copy is tried)")
+        return await _within(stall_after, f"backend {backend}",
+                             self.backends[backend].get(pack_object_name(pid), offset, length))
 
     def get_object(self, backend: str, name: str, expected_size: int) -> bytes:
         """A whole object whose size the index expects (<= 0: unknown, see `_read_whole`).
@@ -377,7 +389,9 @@ class BackendHub:
 
     def fetch_many(self, jobs: list[tuple[bytes, list[str]]],
                    done: Callable[[bytes, bytes | None, str, list[str]], None]) -> None:
-        """Fetch whole packs in parallel, each from the first backend of its list that works.
+        """Fetch whole packs in parallel, each from the first backend of its list that works,
+        fastest first (`latency`). A backend that stops answering is given up on after
+        `stall_limit` for each piece, while another copy remains; it then ranks last.
 
         `done(pack_id, data_or_None, backend_used, errors)` runs in a worker thread per pack,
         so it may verify and write to disk.
@@ -402,13 +416,22 @@ class BackendHub:
                       sources: list[str]) -> None:
             async with limiter:
                 errors: list[str] = []
-                for b in sources:
+                order = sorted(sources, key=self.latency)
+                for i, b in enumerate(order):
+                    # the last copy is waited for; the others only while they answer
+                    stall = (lambda n, b=b: self.stall_limit(b, n)) if i < len(order) - 1 else None
                     try:
                         if sizes is None:  # unchecked, but bounded like an object of unknown size
-                            data, _ = await _read_whole(self.backends[b], pack_object_name(pid), 0)
+                            data, _ = await _read_whole(self.backends[b], pack_object_name(pid), 0,
+                                                        stall=stall)
                         else:
                             data, _ = await _read_pack(self.backends[b], pid, sizes[pid], True,
-                                                       threads)
+                                                       threads, stall)
+                    except TransientError as e:
+                        if stall is not None:
+                            self._observe(b, FAILURE_PENALTY_S)
+                        errors.append(f"{b}: {e}")
+                        continue
                     except CorruptCopy as e:
                         errors.append(f"{b}: {e}")
                         if corrupt is not None:

@@ -96,6 +96,35 @@ def test_every_file_survives_any_one_frozen_endpoint(node: Node, s3_servers, tmp
         "(S3's 6 s read timeout, twice) instead of giving up on it after a few seconds")
 
 
+#: `warm` of the whole tree with one endpoint frozen must finish within this: a whole-pack
+#: fetch gives up on a silent backend piece by piece, as range reads do
+FROZEN_WARM_BUDGET = 10.0
+
+
+def test_warm_gives_up_on_a_frozen_endpoint(node: Node, s3_servers, tmp_path: Path) -> None:  # noqa: ANN001
+    servers, names, tree, packs = _setup(node, s3_servers, tmp_path)
+    frozen = servers[0]
+    assert any(names[0] in b for b in packs.values())
+    frozen.pause()
+    t0 = time.monotonic()
+    try:
+        r = node("warm", "--all", json=True, timeout=FROZEN_WARM_BUDGET)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`mosaic warm --all` did not finish within {FROZEN_WARM_BUDGET:.0f} s with "
+                    f"{names[0]} frozen: each pack it holds waited for it instead of the other copy")
+    finally:
+        frozen.resume()
+    print(f"warm --all with {names[0]} frozen: {time.monotonic() - t0:.1f} s")
+    assert r.rc == 0, str(r)
+    doc = r.json()
+    assert doc["packs_fetched"] == len(packs) and doc["cached_after"] == 1.0, doc  # type: ignore[index]
+    cache = node.doc("cache")
+    assert cache["local_packs"] == len(packs), cache  # type: ignore[index]
+    dest = tmp_path / "restored"
+    node.ok("get", "-r", "tree", dest, timeout=60)
+    assert_same_tree(dest, tree.files)
+
+
 def test_scrub_finds_and_repair_fixes_damaged_copies(node: Node, s3_servers, tmp_path: Path) -> None:  # noqa: ANN001
     servers, names, tree, actual = _setup(node, s3_servers, tmp_path)
 
