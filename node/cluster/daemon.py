@@ -41,7 +41,7 @@ from pathlib import Path
 import trio
 
 from mosaic.protocol.errors import ProtocolError
-from mosaic.protocol.messages import Ack, ChunkData, ChunkMissing, Ping, Pong, WantChunks
+from mosaic.protocol.messages import Ack, Bye, ChunkData, ChunkMissing, Ping, Pong, WantChunks
 from mosaic.protocol.sync import SessionState, SyncSession
 
 from ..cloud.cache import pinned_not_local, warm
@@ -96,6 +96,7 @@ class _Live:
     logged_rejections: int = 0
     lag_noted: float = 0.0
     failed: bool = False  # the session ended in an error (the dialer backs off)
+    replaced: bool = False  # ended because a newer connection with the peer is kept
 
     async def call(self, fn, *args, thread: bool = False):
         """Call a session method, in a worker thread when it touches the store."""
@@ -144,9 +145,12 @@ class Daemon:
         for other in [x for x in self.live.values() if x.peer_id == peer]:
             other_dialer = self.identity.node_id if other.outgoing else peer
             if this_dialer != keeper_dialer and other_dialer == keeper_dialer:
-                await conn.aclose()  # the other connection is the one both sides keep
+                # the other connection is the one both sides keep: say so, then hang up
+                await _send_quietly(conn, [Bye(REPLACED)])
+                await conn.aclose()
                 return True
             if other.scope is not None:
+                other.replaced = True  # its session says goodbye as it ends
                 other.scope.cancel()
         cert = getattr(conn, "peer_cert", b"")
         if cert:  # trusted (peer add) and met: vouch for it, so every node learns its key
@@ -190,9 +194,7 @@ class Daemon:
             if err is not None or _find(e, PeerTooSlow) is not None:
                 # tell the peer why, if the connection still takes it
                 reason = str(err if err is not None else _find(e, PeerTooSlow))
-                with trio.move_on_after(2), contextlib.suppress(Exception):
-                    for m in session.close(reason[:200]):
-                        await conn.send(m)
+                await _send_quietly(conn, session.close(reason[:200]))
         finally:
             self.live.pop(key, None)
             self.wants.peer_left(peer)
@@ -201,6 +203,8 @@ class Daemon:
             self.notes.note(peer, Peers.seen_fields(connected=still))
             self.events.publish("peer", peer=peer.hex(), connected=still)
             with trio.CancelScope(shield=True):
+                if live.replaced:  # the peer learns it was a duplicate, not a failure
+                    await _send_quietly(conn, session.close(REPLACED))
                 await conn.aclose()
         return not live.failed
 
@@ -269,6 +273,9 @@ class Daemon:
             await send(out)
             live.fetch_more.set()  # new manifests may want chunks
             if session.state is SessionState.CLOSED:
+                if session.peer_bye_reason is not None:
+                    log.info("peer %s closed the session: %s", live.peer_id.hex()[:16],
+                             session.peer_bye_reason or "no reason given")
                 scope.cancel()
                 return
 
@@ -458,6 +465,16 @@ def _find(e: BaseException, kind: type[BaseException]) -> BaseException | None:
             if found is not None:
                 return found
     return None
+
+
+REPLACED = "another connection between these two nodes is kept"
+
+
+async def _send_quietly(conn, msgs: Sequence[object]) -> None:  # noqa: ANN001 - a PeerConnection
+    """Send last words (a Bye) if the connection still takes them within 2 s; never raises."""
+    with trio.move_on_after(2), contextlib.suppress(Exception):
+        for m in msgs:
+            await conn.send(m)
 
 
 def _describe(e: BaseException) -> str:

@@ -30,7 +30,7 @@ from mosaic.node.cluster.transport import ConnectionClosed, PeerConnection, conn
 from mosaic.protocol.errors import BadMessage, ProtocolError
 from mosaic.protocol.framing import encode_frame
 from mosaic.protocol.limits import MAX_FRAME_SIZE, PROTOCOL_VERSION
-from mosaic.protocol.messages import Hello, Summary, decode_message
+from mosaic.protocol.messages import Bye, Hello, Summary, decode_message
 
 from .conftest import HOST, Cluster, MosaicNode, parallel, wait_until
 
@@ -291,3 +291,47 @@ def test_protocol_error_is_answered_with_bye(target: Target) -> None:
     outcomes = [_run_attack(target, [encode_frame(payload)], hello=h) for h in (False, True)]
     assert all(o.startswith("closed by A") for o in outcomes), outcomes
     assert all("Bye" in o for o in outcomes), f"A hung up without a Bye: {outcomes}"
+
+
+async def _open_session(t: Target) -> PeerConnection:
+    """Connect to A as H and get through Hello and Summary."""
+    conn = await connect(t.hostile, HOST, t.a.port, t.a.id_bytes, timeout=CLOSE_TIMEOUT)
+    first = await conn.receive()
+    assert isinstance(first, Hello), first
+    await conn.send(Hello(PROTOCOL_VERSION, t.hostile.node_id, first.capabilities, "hostile/1"))
+    await conn.send(Summary(()))
+    while not isinstance(await conn.receive(), Summary):
+        pass
+    return conn
+
+
+def test_a_second_connection_replaces_the_first_with_a_goodbye(target: Target) -> None:
+    """Two connections between the same two nodes (both dialled at once): the daemon keeps
+    one and ends the other with a Bye saying so, so the peer need not take it for a failure;
+    A logs no warning about it."""
+    before = len(target.warnings_about_h())
+
+    async def go() -> Bye | None:
+        first = await _open_session(target)
+        second = await _open_session(target)
+        try:
+            with trio.fail_after(CLOSE_TIMEOUT):
+                while True:
+                    try:
+                        msg = await first.receive()
+                    except ConnectionClosed:
+                        return None
+                    if isinstance(msg, Bye):
+                        return msg
+        finally:
+            await second.send(Bye("test done"))  # a goodbye of ours: no warning on A either
+            await first.aclose()
+            await second.aclose()
+
+    bye = trio.run(go)
+    assert bye is not None, "A closed the replaced connection without a Bye"
+    assert "another connection" in bye.reason, bye
+    wait_until(lambda: "closed the session: test done" in target.a.log(whole=True),
+               CLOSE_TIMEOUT, "A to see our goodbye", interval=0.01, diagnose=target.cluster.logs)
+    assert target.warnings_about_h()[before:] == []
+    _check_clean(target)
