@@ -107,11 +107,10 @@ class Cloud(StoreParts):
         names = list(hub.backends) if probing else list(rec.locations)
         failures: list[str] = []
         yielded = False
-        order = [b for b in sorted(names, key=hub.latency)
-                 if b in hub.backends and not (skip and b in skip)]
-        for i, b in enumerate(order):
+        for b, more in hub.ranked(b for b in names
+                                  if b in hub.backends and not (skip and b in skip)):
             # a backend that hangs is given up on while another copy is left to try
-            stall = hub.stall_limit(b, length) if i < len(order) - 1 else None
+            stall = hub.stall_limit(b, length) if more else None
             try:
                 blob = hub.get_range(b, pid, offset, length, stall)
             except NotFound as e:

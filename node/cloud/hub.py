@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -314,6 +314,12 @@ class BackendHub:
         """Seconds to wait for a range read of `length` bytes before trying another copy."""
         return STALL_BASE_S + 4 * min(self.latency(backend), 1.0) + length / STALL_MIN_RATE
 
+    def ranked(self, names: Iterable[str]) -> list[tuple[str, bool]]:
+        """`names` fastest first (`latency`), each with whether another copy follows it.
+        Only a copy that has one after it gets a stall deadline; the last is waited for."""
+        order = sorted(names, key=self.latency)
+        return [(b, i < len(order) - 1) for i, b in enumerate(order)]
+
     def get_range(self, backend: str, pid: bytes, offset: int, length: int,
                   stall_after: float | None = None) -> bytes:
         """A byte range of a pack on one backend (a failure counts as a very slow read).
@@ -416,10 +422,8 @@ class BackendHub:
                       sources: list[str]) -> None:
             async with limiter:
                 errors: list[str] = []
-                order = sorted(sources, key=self.latency)
-                for i, b in enumerate(order):
-                    # the last copy is waited for; the others only while they answer
-                    stall = (lambda n, b=b: self.stall_limit(b, n)) if i < len(order) - 1 else None
+                for b, more in self.ranked(sources):
+                    stall = (lambda n, b=b: self.stall_limit(b, n)) if more else None
                     try:
                         if sizes is None:  # unchecked, but bounded like an object of unknown size
                             data, _ = await _read_whole(self.backends[b], pack_object_name(pid), 0,
@@ -427,11 +431,6 @@ class BackendHub:
                         else:
                             data, _ = await _read_pack(self.backends[b], pid, sizes[pid], True,
                                                        threads, stall)
-                    except TransientError as e:
-                        if stall is not None:
-                            self._observe(b, FAILURE_PENALTY_S)
-                        errors.append(f"{b}: {e}")
-                        continue
                     except CorruptCopy as e:
                         errors.append(f"{b}: {e}")
                         if corrupt is not None:
@@ -441,6 +440,8 @@ class BackendHub:
                         errors.append(f"{b}: missing")
                         continue
                     except BackendError as e:
+                        if stall is not None and isinstance(e, TransientError):
+                            self._observe(b, FAILURE_PENALTY_S)  # it ranks last from now on
                         errors.append(f"{b}: {e}")
                         continue
                     ok = await trio.to_thread.run_sync(done, pid, data, b, errors, limiter=threads)

@@ -82,7 +82,7 @@ def encode_parts(enc_key: bytes, cid: bytes, data: bytes | memoryview,
 
     `probe`: look at a sample before compressing the whole chunk (`_worth_compressing`);
     ingest sets it after a chunk that did not shrink. The result of `decode` is the same
-    either way; a chunk that would shrink by less than 1/32 may be stored raw.
+    either way; a chunk whose last 4 KiB do not shrink is stored raw even if the rest would.
     """
     comp = COMP_RAW
     payload: bytes | memoryview = data

@@ -141,7 +141,7 @@ class PackWriter:
         """Append one encoded object given in parts (`codec.encode_parts`), with one `writev`."""
         n = sum(len(p) for p in parts)
         try:
-            done = os.writev(self.tmp.fd, parts) if len(parts) > 1 else self.f.write(parts[0])
+            done = os.writev(self.tmp.fd, parts)
             if done < n:  # a short write (a full disk): the rest, until it fails
                 self._write_all(b"".join(parts)[done:])
         except OSError as e:
